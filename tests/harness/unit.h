@@ -1,0 +1,24 @@
+/* unit.h - the main() shared by every check-based test binary.
+ *
+ * A test file defines one `static Suite *make_suite(void)` and ends with
+ * UNIT_MAIN(make_suite). CK_FORK follows check's defaults (fork per test),
+ * so a crash fails one test, not the run.
+ */
+#ifndef BERTH_TESTS_UNIT_H
+#define BERTH_TESTS_UNIT_H
+
+#include <check.h>
+#include <stdlib.h>
+
+#define UNIT_MAIN(make_suite)                                                  \
+    int main(void)                                                             \
+    {                                                                          \
+        SRunner *sr = srunner_create(make_suite());                            \
+        int failed;                                                            \
+        srunner_run_all(sr, CK_NORMAL);                                        \
+        failed = srunner_ntests_failed(sr);                                    \
+        srunner_free(sr);                                                      \
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;                      \
+    }
+
+#endif
