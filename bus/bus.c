@@ -463,7 +463,7 @@ static int send_reply(bus_msg *m, const buf *payload, int json, int code,
 
     if (to == NULL || to[0] == '\0')
         return 0; /* a request sent without a reply subject */
-    m->_replied = 1;
+    m->_replied = code != 0 ? 2 : 1;
     if (!json && code == 0) {
         s = natsConnection_Publish(m->bus->nc, to, payload->data, (int)payload->len);
         return bus_err_from_nats(s);
@@ -517,6 +517,7 @@ int bus_reply_error(bus_msg *m, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    snprintf(m->_error, sizeof(m->_error), "%s", msg);
     e.code = code;
     e.name = (char *)berth_errname(code);
     e.message = msg;
@@ -575,6 +576,10 @@ static void on_request(natsConnection *nc, natsSubscription *sub, natsMsg *raw,
         snprintf(why, sizeof(why), "%s", berth_strerror(rc));
         if (!m._replied)
             bus_reply_error(&m, rc, "%s", why);
+    } else if (m._replied == 2) {
+        /* The handler answered with an error itself. */
+        rc = BERTH_EINTERNAL;
+        snprintf(why, sizeof(why), "%s", m._error);
     }
 out:
     endpoint_count(ep, clock_mono_ns() - t0, rc, why);

@@ -55,7 +55,8 @@ typedef struct bus_msg {
     ProtobufCMessage *msg;    /* the decoded payload */
     int json;                 /* the payload was JSON */
     natsMsg *raw;
-    int _replied;
+    int _replied; /* 1: answered, 2: answered with an error */
+    char _error[BUS_ERROR_MESSAGE_MAX];
 } bus_msg;
 
 /* A handler returns 0, or a negative berth code. For a request that has not

@@ -40,8 +40,10 @@ const bus_stream_def bus_streams[] = {
 };
 
 const bus_consumer_def bus_consumers[] = {
+    /* One command in flight per node keeps them strictly in order: a
+     * command that must be retried holds back the ones after it. */
     {"node-commands", "COMMANDS", "node-{node}", "site.*.{node}", "daemon",
-     60, -1, 64, "a node's commands, in order, worked by its daemon"},
+     60, -1, 1, "a node's commands, in order, worked by its daemon"},
     {"panel-events", "EVENTS", "panel-events", NULL, "panel",
      30, -1, 1024, "every event, applied to the panel's database"},
     {"panel-certs", "CERTS", "panel-certs", NULL, "panel",
@@ -372,7 +374,8 @@ static void *worker_main(void *arg)
         for (i = 0; i < list.Count; i++) {
             if (!atomic_load(&w->stop))
                 worker_handle(w, list.Msgs[i]);
-            /* After stop, unsettled messages are redelivered later. */
+            else /* hand it back at once, in order, to the next consumer */
+                natsMsg_Nak(list.Msgs[i], NULL);
         }
         natsMsgList_Destroy(&list);
     }

@@ -43,7 +43,10 @@ extern char **environ;
 #define H_IO_CHUNK 65536       /* bytes moved per read()/write() */
 #define H_KILL_WAIT_MS 10000   /* how long a SIGKILLed child may take */
 #define H_NATS_READY_MS 15000  /* how long nats-server may take to start */
-#define H_NATS_STOP_MS 5000    /* SIGTERM grace before SIGKILL */
+#define H_NATS_STOP_MS 5000    /* SIGINT grace before SIGKILL */
+/* nats-server shuts down cleanly (JetStream flushed) on SIGINT and SIGTERM
+ * alike, but exits 0 only on SIGINT; 1 on SIGTERM would look like trouble. */
+#define H_NATS_STOP_SIG SIGINT
 #define H_NATS_ATTEMPTS 3      /* port races retried by h_nats_start() */
 #define H_TAIL_BYTES 4096      /* log tail printed when a start fails */
 
@@ -908,7 +911,7 @@ static int nats_spawn(h_nats *n)
     rc = h_wait_port(n->port, H_NATS_READY_MS);
 out:
     if (rc != 0 && n->proc.pid > 0) {
-        h_proc_stop(&n->proc, SIGTERM, 1000);
+        h_proc_stop(&n->proc, H_NATS_STOP_SIG, 1000);
         h_proc_free(&n->proc);
     }
     return rc;
@@ -956,7 +959,7 @@ int h_nats_restart(h_nats *n)
         return rc;
     }
     if (n->proc.pid > 0) {
-        rc = h_proc_stop(&n->proc, SIGTERM, H_NATS_STOP_MS);
+        rc = h_proc_stop(&n->proc, H_NATS_STOP_SIG, H_NATS_STOP_MS);
         if (rc != 0)
             h_say("nats-server stopped with status %d", rc);
         h_proc_free(&n->proc);
@@ -982,7 +985,7 @@ void h_nats_stop(h_nats *n)
     if (n == NULL)
         return;
     if (n->proc.pid > 0) {
-        h_proc_stop(&n->proc, SIGTERM, H_NATS_STOP_MS);
+        h_proc_stop(&n->proc, H_NATS_STOP_SIG, H_NATS_STOP_MS);
         h_proc_free(&n->proc);
     }
     if (n->dir != NULL) {
@@ -1294,6 +1297,7 @@ const char *h_bin(const char *name)
     const char *path = NULL;
     bin_entry *e;
     char tmp[PATH_MAX];
+    int n;
 
     if (name == NULL)
         return NULL;
@@ -1305,21 +1309,28 @@ const char *h_bin(const char *name)
         }
     }
     if (dir != NULL && dir[0] != '\0') {
-        snprintf(tmp, sizeof(tmp), "%s/%s", dir, name);
+        n = snprintf(tmp, sizeof(tmp), "%s/%s", dir, name);
     } else {
         find_repo_root();
         if (repo_root[0] != '\0')
-            snprintf(tmp, sizeof(tmp), "%s/build/bin/%s",
-                     strcmp(repo_root, "/") == 0 ? "" : repo_root, name);
+            n = snprintf(tmp, sizeof(tmp), "%s/build/bin/%s",
+                         strcmp(repo_root, "/") == 0 ? "" : repo_root, name);
         else
-            snprintf(tmp, sizeof(tmp), "build/bin/%s", name);
+            n = snprintf(tmp, sizeof(tmp), "build/bin/%s", name);
+    }
+    if (n < 0 || n >= (int)sizeof(tmp)) {
+        h_say("bin %s: path too long", name);
+        goto out;
     }
     e = calloc(1, sizeof(*e));
-    if (e == NULL)
+    if (e == NULL) {
+        h_say("bin %s: out of memory", name);
         goto out;
+    }
     e->name = strdup(name);
     e->path = strdup(tmp);
     if (e->name == NULL || e->path == NULL) {
+        h_say("bin %s: out of memory", name);
         free(e->name);
         free(e->path);
         free(e);
@@ -1330,8 +1341,6 @@ const char *h_bin(const char *name)
     path = e->path;
 out:
     pthread_mutex_unlock(&paths_lock);
-    if (path == NULL)
-        h_say("bin %s: out of memory", name);
     return path;
 }
 

@@ -167,12 +167,13 @@ typedef struct h_nats {
  * printing the log's tail. */
 int h_nats_start(h_nats *n);
 
-/* Stops the server (SIGTERM, then SIGKILL after 5 s) and starts it again on
- * the same port with the same store, so JetStream streams, consumers and KV
- * buckets survive. Waits for readiness as h_nats_start() does. */
+/* Stops the server (SIGINT, its clean shutdown that exits 0; SIGKILL after
+ * 5 s) and starts it again on the same port with the same store, so
+ * JetStream streams, consumers and KV buckets survive. Waits for readiness
+ * as h_nats_start() does. n->proc is a new process afterwards. */
 int h_nats_restart(h_nats *n);
 
-/* Stops the server and removes dir, unless BERTH_KEEP_TEST_DIRS is set (the
+/* Stops the server (as above) and removes dir, unless BERTH_KEEP_TEST_DIRS is set (the
  * kept path is printed then). Safe on a zeroed or already stopped handle. */
 void h_nats_stop(h_nats *n);
 

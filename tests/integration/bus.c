@@ -302,6 +302,10 @@ static int on_command(bus_msg *m, void *ud)
     struct consumed *c = ud;
     Berth__V1__SitePower *p = (Berth__V1__SitePower *)m->msg;
 
+    /* Past its quota the process behaves like a daemon shutting down: it
+     * hands the rest back for redelivery instead of acking them. */
+    if (c->got >= c->want)
+        return BERTH_EUNAVAIL;
     printf("%s\n", p->command_id);
     fflush(stdout);
     c->got++;
@@ -332,7 +336,7 @@ static int consumer_main(int want)
 
 static int run_consumer(int want, buf *out)
 {
-    char count[16];
+    char count[48];
     char url[96];
     char *argv[] = {"/proc/self/exe", NULL};
     char *env[] = {count, url, NULL};
