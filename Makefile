@@ -70,7 +70,7 @@ INTEG_BINS := $(patsubst tests/integration/%.c,$(B)/tests/integration/%,$(INTEG_
 BENCH_SRC  := $(wildcard tests/bench/*.c)
 BENCH_BINS := $(patsubst tests/bench/%.c,$(B)/tests/bench/%,$(BENCH_SRC))
 
-.PHONY: all deps check test unit integration bench run fuzz clean docs FORCE
+.PHONY: all deps check test unit integration bench run fuzz clean docs docs-check FORCE
 .SECONDARY:
 
 all: $(BINS) docs/subjects.md
@@ -167,7 +167,13 @@ unit: $(UNIT_BINS)
 integration: $(BINS) $(INTEG_BINS)
 	@sh tests/harness/run.sh $(INTEG_BINS)
 
-test: unit integration
+# The committed catalog page must match the catalog in the code.
+docs-check: $(B)/bin/berth-bus
+	@$(B)/bin/berth-bus subjects --markdown | cmp -s - docs/subjects.md || \
+	  { echo "docs/subjects.md is out of date: run make docs and commit it"; exit 1; }
+	@echo "docs/subjects.md matches the catalog"
+
+test: docs-check unit integration
 
 check: deps
 	$(MAKE) all

@@ -113,10 +113,21 @@ static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
 {
     bus *b = ud;
     const char *subj = sub ? natsSubscription_GetSubject(sub) : NULL;
+    int64_t now = clock_mono_ms();
+    int64_t last = atomic_load(&b->last_async_error_ms);
+    long skipped;
 
     (void)nc;
-    log_error("nats async error", "service=%s subject=%s error=%s",
-              b->service, subj ? subj : "-", natsStatus_GetText(err));
+    /* A slow consumer reports every dropped batch; log at most once a
+     * second and say how many reports were folded into the line. */
+    if (now - last < 1000 || !atomic_compare_exchange_strong(
+                                 &b->last_async_error_ms, &last, now)) {
+        atomic_fetch_add(&b->async_errors_skipped, 1);
+        return;
+    }
+    skipped = atomic_exchange(&b->async_errors_skipped, 0);
+    log_error("nats async error", "service=%s subject=%s error=%s repeated=%ld",
+              b->service, subj ? subj : "-", natsStatus_GetText(err), skipped);
 }
 
 /* Exponential backoff from 100 ms to 5 s with up to 25 % jitter. */
@@ -175,6 +186,10 @@ int bus_open(bus **out, const bus_opts *o)
         s = natsOptions_SetTimeout(b->opts, o->connect_timeout_ms > 0
                                                 ? o->connect_timeout_ms
                                                 : 2000);
+    /* Write each message at once rather than waiting for the flusher:
+     * request/reply latency matters more than batching small messages. */
+    if (s == NATS_OK)
+        s = natsOptions_SetSendAsap(b->opts, true);
     if (s == NATS_OK)
         s = natsOptions_SetMaxReconnect(b->opts, -1);
     if (s == NATS_OK)

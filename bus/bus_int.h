@@ -43,6 +43,8 @@ struct bus {
     char *description;
     char id[40];
     int64_t started_ms;
+    atomic_llong last_async_error_ms; /* rate limit of on_error logs */
+    atomic_long async_errors_skipped;
     atomic_int closing; /* set by bus_close(); quiets the disconnect log */
 
     pthread_mutex_t lock; /* guards the arrays below */

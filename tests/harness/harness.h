@@ -8,10 +8,11 @@
  *   h_nats nats;
  *   h_proc panel;
  *   char *const argv[] = {(char *)h_bin("berth-panel"), NULL};
- *   char env[96];
+ *   char env[96], log[PATH_MAX];
  *
  *   ck_assert_int_eq(h_nats_start(&nats), 0);
  *   snprintf(env, sizeof(env), "BERTH_NATS_URL=%s", nats.url);
+ *   snprintf(log, sizeof(log), "%s/panel.log", nats.dir);
  *   ck_assert_int_eq(h_proc_start(&panel, "panel", argv,
  *                                 (char *const[]){env, NULL}, log), 0);
  *   ck_assert_int_eq(h_proc_wait_log(&panel, "msg=ready", 5000), 0);

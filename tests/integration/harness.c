@@ -5,6 +5,7 @@
  */
 #include "tests/harness/harness.h"
 
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +39,7 @@ static int nats_cli(const char *url, buf *out, const char *const args[])
 START_TEST(test_nats_start_restart_stop)
 {
     h_nats n;
-    char dir[256];
+    char dir[PATH_MAX];
     int port;
     buf out;
     struct stat st;
