@@ -187,10 +187,12 @@ fuzz: $(PB_H) $(PB_C) $(GEN)/registry.c
 	@mkdir -p $(B)/fuzz
 	$(CLANG) -std=c17 -g -O1 -D_GNU_SOURCE -I. -I$(GEN) $(PKG_CFLAGS) \
 	  -fsanitize=fuzzer,address,undefined \
-	  tests/fuzz/codec_json.c bus/codec.c bus/types.c common/buf.c common/err.c \
+	  tests/fuzz/codec_json.c $(wildcard bus/codec*.c) bus/types.c \
+	  common/buf.c common/err.c \
 	  $(PB_C) $(GEN)/registry.c -o $(B)/fuzz/codec_json $(PKG_LIBS)
+	@mkdir -p $(B)/fuzz/corpus
 	$(B)/fuzz/codec_json -max_total_time=$${FUZZ_SECONDS:-60} -max_len=8192 \
-	  tests/fuzz/corpus
+	  $(B)/fuzz/corpus tests/fuzz/corpus
 
 run: deps all
 	@sh tests/harness/stack.sh

@@ -55,7 +55,7 @@ struct codec_msg {
     struct codec_field f[];
 };
 
-#define CODEC_CACHE_SLOTS 1024u /* distinct message types cached */
+#define CODEC_CACHE_SLOTS 1024u /* distinct message types cached; 2^10 */
 
 static _Atomic(struct codec_msg *) codec_cache[CODEC_CACHE_SLOTS];
 
@@ -221,7 +221,8 @@ static struct codec_msg *msg_build(const ProtobufCMessageDescriptor *d)
 static const struct codec_msg *msg_info(const ProtobufCMessageDescriptor *d,
                                         struct codec_msg **owned)
 {
-    uint64_t h = ((uint64_t)(uintptr_t)d >> 4) * 0x9E3779B97F4A7C15ull;
+    /* Fibonacci hashing: the top bits of the product spread well. */
+    size_t h = (size_t)(((uint64_t)(uintptr_t)d * 0x9E3779B97F4A7C15ull) >> 54);
     struct codec_msg *fresh;
     unsigned i;
 
@@ -318,16 +319,17 @@ static char *fmt_u64(char *end, uint64_t v)
 static int dec_parse(const char *s, size_t n, int *neg, uint64_t *mag)
 {
     uint64_t v = 0;
-    size_t i = 0;
+    size_t i;
 
     *neg = n > 0 && s[0] == '-';
     i = (size_t)*neg;
     if (i == n)
         return -1;
     for (; i < n; i++) {
-        unsigned d = (unsigned char)s[i] - '0';
-        if (d > 9)
+        unsigned d;
+        if (s[i] < '0' || s[i] > '9')
             return -1;
+        d = (unsigned)(s[i] - '0');
         if (v > (UINT64_MAX - d) / 10)
             return -2;
         v = v * 10 + d;
@@ -403,6 +405,24 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+}
+
+/* Makes err one line of valid UTF-8 (jansson quotes raw input in its
+ * messages): control characters and invalid bytes become '?'. */
+static void err_clean(char *err, size_t errlen)
+{
+    unsigned char *p = (unsigned char *)err;
+
+    if (err == NULL || errlen == 0)
+        return;
+    while (*p != '\0') {
+        size_t n = utf8_seq_len(p);
+        if (n == 0 || *p < 0x20 || *p == 0x7f) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
 }
 
 /* Drops whatever was appended to b past len. */
@@ -814,7 +834,7 @@ static int field_present(const ProtobufCFieldDescriptor *fd,
         return *(const uint32_t *)CMEMBER(m, fd->quantifier_offset) == fd->id &&
                (!is_ptr || ptr_set(fd, member));
     if (fd->label == PROTOBUF_C_LABEL_REQUIRED)
-        return !is_ptr || *(const void *const *)member != NULL;
+        return 1; /* packed even when NULL, as "" or {} */
     if (fd->label == PROTOBUF_C_LABEL_OPTIONAL)
         return is_ptr ? ptr_set(fd, member)
                       : *(const protobuf_c_boolean *)CMEMBER(m, fd->quantifier_offset);
@@ -948,24 +968,33 @@ static void in_pop(struct codec_in *ci)
     ci->depth--;
 }
 
-/* Appends at most 64 bytes of key to err, with quotes and control
- * characters replaced so the message stays one readable line. */
-static size_t err_key(char *dst, size_t room, const char *key)
+/* Copies at most 64 bytes of key to dst (80 bytes), with quotes and
+ * control characters replaced so that an error stays one readable line. */
+static const char *err_key(char *dst, const char *key)
 {
-    size_t n = 0;
     size_t i;
 
-    for (i = 0; key[i] != '\0' && n + 1 < room; i++) {
+    for (i = 0; key[i] != '\0' && i < 64; i++) {
         unsigned char c = (unsigned char)key[i];
-        if (i == 64) {
-            n += (size_t)snprintf(dst + n, room - n, "...");
-            break;
-        }
-        dst[n++] = (c < 0x20 || c == '"' || c == 0x7f) ? '?' : (char)c;
+        dst[i] = (c < 0x20 || c == '"' || c == 0x7f) ? '?' : (char)c;
     }
-    if (n < room)
-        dst[n] = '\0';
-    return n < room ? n : room - 1;
+    strcpy(dst + i, key[i] != '\0' ? "..." : "");
+    return dst;
+}
+
+/* Appends to the string in err (errlen bytes), truncating. */
+static void err_cat(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void err_cat(char *err, size_t errlen, const char *fmt, ...)
+{
+    size_t n = strlen(err);
+    va_list ap;
+
+    if (n + 1 >= errlen)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err + n, errlen - n, fmt, ap);
+    va_end(ap);
 }
 
 /* Records `field "<path>": <message>` in err and returns BERTH_EPROTO. */
@@ -973,40 +1002,31 @@ static int in_fail(struct codec_in *ci, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static int in_fail(struct codec_in *ci, const char *fmt, ...)
 {
+    const size_t max = sizeof(ci->path) / sizeof(ci->path[0]);
     char *e = ci->err;
     size_t room = ci->errlen;
-    size_t n = 0;
+    size_t n;
+    char key[80];
     unsigned i;
-    unsigned depth = ci->depth;
     va_list ap;
 
     if (e == NULL || room == 0)
         return BERTH_EPROTO;
-    if (depth > sizeof(ci->path) / sizeof(ci->path[0]))
-        depth = sizeof(ci->path) / sizeof(ci->path[0]);
     e[0] = '\0';
-    if (depth > 0) {
-        n += (size_t)snprintf(e, room, "field \"");
-        for (i = 0; i < depth && n + 1 < room; i++) {
+    if (ci->depth > 0) {
+        err_cat(e, room, "field \"");
+        for (i = 0; i < ci->depth && i < max; i++) {
             const struct seg *s = &ci->path[i];
-            if (s->kind == SEG_INDEX) {
-                n += (size_t)snprintf(e + n, room - n, "[%zu]", s->index);
-            } else if (s->kind == SEG_MAPKEY) {
-                n += (size_t)snprintf(e + n, room - n, "[");
-                if (n + 1 < room)
-                    n += err_key(e + n, room - n, s->key);
-                if (n + 1 < room)
-                    n += (size_t)snprintf(e + n, room - n, "]");
-            } else {
-                if (i > 0)
-                    n += (size_t)snprintf(e + n, room - n, ".");
-                if (n + 1 < room)
-                    n += err_key(e + n, room - n, s->key);
-            }
+            if (s->kind == SEG_INDEX)
+                err_cat(e, room, "[%zu]", s->index);
+            else if (s->kind == SEG_MAPKEY)
+                err_cat(e, room, "[%s]", err_key(key, s->key));
+            else
+                err_cat(e, room, "%s%s", i > 0 ? "." : "", err_key(key, s->key));
         }
-        if (n + 1 < room)
-            n += (size_t)snprintf(e + n, room - n, "\": ");
+        err_cat(e, room, "\": ");
     }
+    n = strlen(e);
     if (n + 1 < room) {
         va_start(ap, fmt);
         vsnprintf(e + n, room - n, fmt, ap);
@@ -1156,8 +1176,8 @@ static int in_enum(struct codec_in *ci, const ProtobufCEnumDescriptor *ed,
                      sizeof(*ix), enum_name_cmp);
         if (ix == NULL) {
             char shown[80];
-            err_key(shown, sizeof(shown), json_string_value(v));
-            return in_fail(ci, "unknown value \"%s\" of enum %s", shown, ed->name);
+            return in_fail(ci, "unknown value \"%s\" of enum %s",
+                           err_key(shown, json_string_value(v)), ed->name);
         }
         *out = ed->values[ix->index].value;
         return 0;
@@ -1315,7 +1335,12 @@ static int in_map_key(struct codec_in *ci, const ProtobufCFieldDescriptor *fd,
     case PROTOBUF_C_TYPE_BYTES:
     case PROTOBUF_C_TYPE_MESSAGE:
         return in_fail(ci, "unsupported map key type");
-    default: /* integers, written as decimal strings */
+    default:
+        /* Integers, as canonical decimal strings: "01" or "-0" would make
+         * two JSON keys for one map key. */
+        if ((klen > 1 && key[0] == '0') ||
+            (klen > 1 && key[0] == '-' && key[1] == '0'))
+            return in_fail(ci, "map key must be a decimal integer without leading zeros");
         v = json_stringn_nocheck(key, klen);
         if (v == NULL)
             return BERTH_ENOMEM;
@@ -1437,6 +1462,7 @@ static int in_message(struct codec_in *ci, const ProtobufCMessageDescriptor *d,
 {
     struct codec_msg *owned = NULL;
     const struct codec_msg *info;
+    unsigned i;
     void *it;
     int rc = 0;
 
@@ -1449,7 +1475,6 @@ static int in_message(struct codec_in *ci, const ProtobufCMessageDescriptor *d,
         size_t klen = json_object_iter_key_len(it);
         const struct codec_field *cf = NULL;
         const char *alias = NULL;
-        unsigned i;
 
         for (i = 0; i < info->n_fields; i++) {
             const struct codec_field *f = &info->f[i];
@@ -1472,6 +1497,15 @@ static int in_message(struct codec_in *ci, const ProtobufCMessageDescriptor *d,
         else
             rc = in_field(ci, cf, json_object_iter_value(it), m);
         in_pop(ci);
+    }
+    /* proto2 only: protobuf-c cannot pack a missing required pointer */
+    for (i = 0; rc == 0 && i < info->n_fields; i++) {
+        const ProtobufCFieldDescriptor *fd = info->f[i].fd;
+        if (fd->label == PROTOBUF_C_LABEL_REQUIRED &&
+            (fd->type == PROTOBUF_C_TYPE_STRING || fd->type == PROTOBUF_C_TYPE_MESSAGE) &&
+            *(void **)MEMBER(m, fd->offset) == NULL)
+            rc = in_fail(ci, "required field \"%s\" of %s is missing",
+                         info->f[i].json, d->name);
     }
     free(owned);
     return rc;
@@ -1568,6 +1602,7 @@ out:
     if (rc != 0) {
         protobuf_c_message_free_unpacked(m, NULL);
         m = NULL;
+        err_clean(err, errlen);
     }
     *out = m;
     return rc;

@@ -33,7 +33,7 @@ int codec_to_json(const ProtobufCMessage *m, buf *out);
  * BERTH_EPROTO (or BERTH_ETOOBIG above CODEC_JSON_MAX, BERTH_ENOMEM,
  * BERTH_EINVAL for a NULL d or out), *out is NULL and err (errlen bytes, may
  * be NULL) holds a one-line message naming the field path, e.g.
- * `field "spec.limits.memoryBytes": expected an integer or integer string`. */
+ * `field "spec.limits.memoryBytes": expected a number or numeric string`. */
 int codec_from_json(const ProtobufCMessageDescriptor *d, const void *json,
                     size_t len, ProtobufCMessage **out, char *err,
                     size_t errlen);
