@@ -140,9 +140,11 @@ $(B)/tests/%: $(OBJ)/tests/%.o $(LIB_HARNESS) $(LIB_BUS) $(LIB_COMMON) $(B)/vari
 	$(CC) $(LDFLAGS) -o $@ $(filter-out $(B)/variant,$^) $(CHECK_LIBS) $(LIBS)
 
 # docs/subjects.md is generated from the catalog and committed.
-docs/subjects.md: $(B)/bin/berth-bus
+# It is rewritten only when the catalog's output differs.
+docs/subjects.md: $(B)/bin/berth-bus FORCE
 	@mkdir -p docs
-	$(B)/bin/berth-bus subjects --markdown > $@.tmp && mv $@.tmp $@
+	@$(B)/bin/berth-bus subjects --markdown > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; echo "updated $@"; fi
 
 docs: docs/subjects.md
 
