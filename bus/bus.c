@@ -106,6 +106,9 @@ static void on_closed(natsConnection *nc, void *ud)
 
     (void)nc;
     log_info("nats connection closed", "service=%s", b->service);
+    /* The last callback nats.c makes for this connection: once the flag is
+     * set, bus_close() may free b. Nothing touches b after the store. */
+    atomic_store(&b->closed_seen, 1);
 }
 
 static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
@@ -285,6 +288,15 @@ void bus_close(bus *b)
             }
         }
         natsConnection_Close(b->nc);
+        /* nats.c runs the closed callback on its own thread, later: wait
+         * for it before freeing what the callback reads. */
+        for (i = 0; i < 300 && !atomic_load(&b->closed_seen); i++)
+            clock_sleep_ms(10);
+        if (!atomic_load(&b->closed_seen)) {
+            log_error("nats close callback never came; bus not freed",
+                      "service=%s", b->service);
+            return;
+        }
     }
     for (i = 0; i < b->n_micro; i++)
         natsSubscription_Destroy(b->micro_subs[i]);

@@ -45,7 +45,8 @@ struct bus {
     int64_t started_ms;
     atomic_llong last_async_error_ms; /* rate limit of on_error logs */
     atomic_long async_errors_skipped;
-    atomic_int closing; /* set by bus_close(); quiets the disconnect log */
+    atomic_int closing;
+    atomic_int closed_seen; /* the closed callback has run */ /* set by bus_close(); quiets the disconnect log */
 
     pthread_mutex_t lock; /* guards the arrays below */
     bus_endpoint *endpoints[BUS_MAX_ENDPOINTS];
