@@ -1,6 +1,7 @@
 /* catalog.c - the subject catalog table and subject matching. */
 #include "catalog.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include "common/err.h"
@@ -97,10 +98,15 @@ const bus_subject bus_catalog[] = {
 /* clang-format on */
 
 #define MAX_TOKENS 32
+#define CATALOG_MAX 128
+
+_Static_assert(sizeof(bus_catalog) / sizeof(bus_catalog[0]) <= CATALOG_MAX,
+               "raise CATALOG_MAX");
 
 /* Splits s at dots into toks (pointers into s, with lengths). Returns the
  * number of tokens, or -1 when there are too many or an empty token. */
-static int tokenize(const char *s, const char **toks, size_t *lens)
+static int tokenize_as(const char *s, const char **toks, size_t *lens,
+                       int patterns)
 {
     int n = 0;
 
@@ -108,7 +114,7 @@ static int tokenize(const char *s, const char **toks, size_t *lens)
         return -1;
     for (;;) {
         /* A placeholder may hold dots ("{domain...}"): skip to its end. */
-        const char *end = *s == '{' ? strchr(s, '}') : NULL;
+        const char *end = patterns && *s == '{' ? strchr(s, '}') : NULL;
         const char *dot = strchr(end ? end : s, '.');
         size_t len = dot ? (size_t)(dot - s) : strlen(s);
 
@@ -121,6 +127,17 @@ static int tokenize(const char *s, const char **toks, size_t *lens)
             return n;
         s = dot + 1;
     }
+}
+
+/* Patterns may hold "{name...}"; subjects and filters are plain tokens. */
+static int tokenize(const char *pattern, const char **toks, size_t *lens)
+{
+    return tokenize_as(pattern, toks, lens, 1);
+}
+
+static int tokenize_subject(const char *s, const char **toks, size_t *lens)
+{
+    return tokenize_as(s, toks, lens, 0);
 }
 
 static int is_placeholder(const char *t, size_t len)
@@ -138,36 +155,68 @@ static int tok_eq(const char *a, size_t alen, const char *b, size_t blen)
     return alen == blen && memcmp(a, b, alen) == 0;
 }
 
-static int pattern_matches(const char *pattern, const char *subject)
+/* The catalog's patterns, split into tokens once: finding a subject's
+ * entry is on every message's path. */
+struct compiled {
+    const char *toks[MAX_TOKENS];
+    size_t lens[MAX_TOKENS];
+    unsigned char kind[MAX_TOKENS]; /* 0 literal, 1 {one}, 2 {many...} */
+    int n;
+};
+
+static struct compiled compiled[CATALOG_MAX];
+static pthread_once_t compiled_once = PTHREAD_ONCE_INIT;
+
+static void compile_catalog(void)
 {
-    const char *pt[MAX_TOKENS], *st[MAX_TOKENS];
-    size_t pl[MAX_TOKENS], sl[MAX_TOKENS];
-    int np = tokenize(pattern, pt, pl);
-    int ns = tokenize(subject, st, sl);
+    int e, i;
+
+    for (e = 0; bus_catalog[e].pattern != NULL && e < CATALOG_MAX; e++) {
+        struct compiled *c = &compiled[e];
+
+        c->n = tokenize(bus_catalog[e].pattern, c->toks, c->lens);
+        for (i = 0; i < c->n; i++) {
+            c->kind[i] = is_multi(c->toks[i], c->lens[i])         ? 2
+                         : is_placeholder(c->toks[i], c->lens[i]) ? 1
+                                                                  : 0;
+        }
+    }
+}
+
+static int compiled_matches(const struct compiled *c, const char **st,
+                            const size_t *sl, int ns)
+{
     int i;
 
-    if (np < 0 || ns < 0)
+    if (c->n < 0)
         return 0;
-    for (i = 0; i < np; i++) {
-        if (is_multi(pt[i], pl[i]))
+    for (i = 0; i < c->n; i++) {
+        if (c->kind[i] == 2)
             return ns > i;
         if (i >= ns)
             return 0;
-        if (!is_placeholder(pt[i], pl[i]) && !tok_eq(pt[i], pl[i], st[i], sl[i]))
+        if (c->kind[i] == 0 && !tok_eq(c->toks[i], c->lens[i], st[i], sl[i]))
             return 0;
     }
-    return np == ns;
+    return c->n == ns;
 }
 
 const bus_subject *bus_catalog_find(const char *subject)
 {
-    const bus_subject *s;
+    const char *st[MAX_TOKENS];
+    size_t sl[MAX_TOKENS];
+    int ns;
+    int e;
 
     if (subject == NULL || strpbrk(subject, "*> \t\r\n") != NULL)
         return NULL;
-    for (s = bus_catalog; s->pattern != NULL; s++) {
-        if (pattern_matches(s->pattern, subject))
-            return s;
+    ns = tokenize_subject(subject, st, sl);
+    if (ns < 0)
+        return NULL;
+    pthread_once(&compiled_once, compile_catalog);
+    for (e = 0; bus_catalog[e].pattern != NULL && e < CATALOG_MAX; e++) {
+        if (compiled_matches(&compiled[e], st, sl, ns))
+            return &bus_catalog[e];
     }
     return NULL;
 }
@@ -203,7 +252,7 @@ int bus_catalog_check_filter(const char *filter)
 
     if (filter == NULL)
         return BERTH_ESUBJECT;
-    nf = tokenize(filter, ft, fl);
+    nf = tokenize_subject(filter, ft, fl);
     if (nf < 0)
         return BERTH_ESUBJECT;
     for (i = 0; i < nf; i++) {
@@ -229,8 +278,8 @@ int bus_filter_matches(const char *filter, const char *subject)
 
     if (filter == NULL || subject == NULL)
         return 0;
-    nf = tokenize(filter, ft, fl);
-    ns = tokenize(subject, st, sl);
+    nf = tokenize_subject(filter, ft, fl);
+    ns = tokenize_subject(subject, st, sl);
     if (nf < 0 || ns < 0)
         return 0;
     for (i = 0; i < nf; i++) {
