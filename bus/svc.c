@@ -2,6 +2,7 @@
 #include "svc.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common.pb-c.h"
@@ -110,4 +111,18 @@ void svc_stop(svc *s)
     nats_CloseAndWait(2000);
     if (s->def != NULL)
         log_info("stopped", "service=%s", s->def->service);
+}
+
+int svc_main(const svc_def *def, int argc, char **argv)
+{
+    svc s;
+    int rc;
+
+    rc = svc_start(&s, def, argc, argv);
+    if (rc != 0)
+        return rc > 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    svc_ready(&s);
+    svc_wait(&s);
+    svc_stop(&s);
+    return EXIT_SUCCESS;
 }

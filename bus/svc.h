@@ -39,4 +39,8 @@ int svc_wait(svc *s);
 /* Drains the bus and frees everything svc_start() made. */
 void svc_stop(svc *s);
 
+/* The whole life of a service that only answers the bus: start, ready,
+ * wait for a signal, stop. Returns the process exit status. */
+int svc_main(const svc_def *def, int argc, char **argv);
+
 #endif

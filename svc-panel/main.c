@@ -4,8 +4,6 @@
  * shutdown signal; nats.c delivers bus messages on its own threads. Later
  * layers add their own loop here and say who owns what.
  */
-#include <stdlib.h>
-
 #include "bus/svc.h"
 
 static const cfg_key panel_keys[] = {
@@ -22,14 +20,5 @@ static const svc_def panel_def = {
 
 int main(int argc, char **argv)
 {
-    svc s;
-    int rc;
-
-    rc = svc_start(&s, &panel_def, argc, argv);
-    if (rc != 0)
-        return rc > 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-    svc_ready(&s);
-    svc_wait(&s);
-    svc_stop(&s);
-    return EXIT_SUCCESS;
+    return svc_main(&panel_def, argc, argv);
 }

@@ -22,17 +22,7 @@ static h_nats nats;
 
 static bus *open_bus(const char *name)
 {
-    bus_opts o = {0};
-    bus *b = NULL;
-
-    o.url = nats.url;
-    o.service = name;
-    o.description = "benchmark";
-    if (bus_open(&b, &o) != 0 || bus_wait_connected(b, 5000) != 0) {
-        fprintf(stderr, "bench: cannot connect to %s\n", nats.url);
-        exit(1);
-    }
-    return b;
+    return h_bus_open(nats.url, name);
 }
 
 static int on_echo(bus_msg *m, void *ud)

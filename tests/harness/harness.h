@@ -214,4 +214,9 @@ const char *h_bin(const char *name);
  * none is found (tests then skip what needs it). Cached for the process. */
 const char *h_nats_cli(void);
 
+/* Opens a bus named name on url and waits up to 5 s for the connection;
+ * exits the process with a message when it cannot (a test or benchmark
+ * cannot go on without it). Free with bus_close(). (hbus.c) */
+struct bus *h_bus_open(const char *url, const char *name);
+
 #endif

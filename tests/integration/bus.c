@@ -40,16 +40,7 @@ static void nats_down(void)
 
 static bus *open_bus(const char *name)
 {
-    bus_opts o = {0};
-    bus *b = NULL;
-
-    o.url = nats.url;
-    o.service = name;
-    o.version = "0.1.0";
-    o.description = "integration test";
-    ck_assert_int_eq(bus_open(&b, &o), 0);
-    ck_assert_int_eq(bus_wait_connected(b, 5000), 0);
-    return b;
+    return h_bus_open(nats.url, name);
 }
 
 /* sys.echo handler with switches in the text: "fail" answers ENOENT,
