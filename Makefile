@@ -21,7 +21,8 @@ B        := build
 OBJ      := $(B)/obj/$(VARIANT)
 GEN      := $(B)/gen
 
-PKGS     := libnats libprotobuf-c jansson libsodium libcurl openssl
+PKGS     := libnats libprotobuf-c jansson libsodium libcurl openssl \
+            libwebsockets libpq
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
@@ -39,7 +40,8 @@ LIBS     := $(PKG_LIBS) -lpthread -lm
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
             protobuf-c-compiler libprotobuf-c-dev libnats-dev nats-server \
             libjansson-dev libsodium-dev libcurl4-openssl-dev libssl-dev \
-            libwebsockets-dev check curl ca-certificates
+            libwebsockets-dev libpq-dev postgresql wrk check curl \
+            ca-certificates
 
 # ---------------------------------------------------------------- sources
 PROTOS      := $(wildcard schemas/*.proto)

@@ -1,12 +1,16 @@
 #!/bin/sh
-# stack.sh - `make run`: a local nats-server with JetStream and the four
-# berth services, their logs on the terminal, everything stopped on Ctrl-C.
+# stack.sh - `make run`: a local nats-server with JetStream, a local
+# PostgreSQL for the panel, and the four berth services, their logs on the
+# terminal, everything stopped on Ctrl-C.
 #
 # Run from the repository root. Layout under var/ (kept between runs):
 #
 #   var/nats/             JetStream store
+#   var/pg/               PostgreSQL cluster (initdb on first run) and its
+#                         unix socket; database `berth`
 #   var/<component>/      BERTH_DATA_DIR of panel, daemon, edge, shell
-#   var/log/<name>.log    nats.log and one log per service, appended to
+#   var/log/<name>.log    nats.log, postgres.log and one log per service,
+#                         appended to
 #
 # Settings (environment):
 #
@@ -15,20 +19,29 @@
 #   BERTH_VAR_DIR       instead of var (default var)
 #   BERTH_NATS_SERVER   nats-server binary (default: PATH, then /usr/sbin)
 #   BERTH_STOP_TIMEOUT  seconds a service gets after SIGTERM (default 10)
+#   BERTH_PG_DSN        an existing PostgreSQL for the panel, used as is (no
+#                       local server is started then)
+#   BERTH_PG_PORT       port of the local PostgreSQL on 127.0.0.1 (default 5433)
+#   BERTH_PG_BINDIR     PostgreSQL binaries (default: the newest
+#                       /usr/lib/postgresql/N/bin, then PATH)
+#   BERTH_PG_USER       whom PostgreSQL runs as when this script runs as root
+#                       (it refuses root; default postgres)
 #
 # An existing listener on the port is an error, not reused: a server we did
 # not start may lack JetStream, hold someone else's streams, or vanish under
 # us, and we could not stop it on Ctrl-C. Stop it or pick another port with
-# BERTH_NATS_PORT.
+# BERTH_NATS_PORT. The same holds for PostgreSQL and BERTH_PG_PORT; the
+# services get BERTH_PG_DSN=host=127.0.0.1 port=PORT dbname=berth
+# user=postgres (trust authentication, 127.0.0.1 and the socket only).
 #
 # The children run in their own sessions (setsid), so a Ctrl-C reaches only
 # this script, which then stops them in order: services first (SIGTERM, then
-# SIGKILL after BERTH_STOP_TIMEOUT), then nats-server (SIGINT, its clean
-# shutdown). If this script is SIGKILLed the children survive; their pids
-# are in var/run/.
+# SIGKILL after BERTH_STOP_TIMEOUT), then PostgreSQL (SIGINT, its fast
+# shutdown), then nats-server (SIGINT, its clean shutdown). If this script
+# is SIGKILLed the children survive; their pids are in var/run/.
 #
-# Needs setsid (util-linux), ss (iproute2; optional) and GNU tail and sed
-# (tail --pid, sed -u), all present on Debian.
+# Needs setsid and setpriv (util-linux), ss (iproute2; optional) and GNU
+# tail and sed (tail --pid, sed -u), all present on Debian.
 set -u
 
 port=${BERTH_NATS_PORT:-4222}
@@ -37,8 +50,11 @@ bin_dir=${BERTH_BIN_DIR:-build/bin}
 var=${BERTH_VAR_DIR:-var}
 stop_timeout=${BERTH_STOP_TIMEOUT:-10}
 components="panel daemon edge shell"
+pg_port=${BERTH_PG_PORT:-5433}
+pg_user=${BERTH_PG_USER:-postgres}
 
 nats_pid=""
+pg_pid=""     # empty when BERTH_PG_DSN names a server we did not start
 svc_pids=""   # "name:pid ..." in start order
 tail_pids=""  # session leaders of the log tailers
 stopping=0
@@ -129,6 +145,11 @@ cleanup() {
             stop_pid "${_e#*:}" TERM "$stop_timeout" "${_e%%:*}"
         done
     fi
+    if [ -n "$pg_pid" ]; then
+        # The backends lead their own process groups; the signal to the
+        # postmaster's group reaches the postmaster only.
+        stop_pid "$pg_pid" INT 30 postgres
+    fi
     if [ -n "$nats_pid" ]; then
         stop_pid "$nats_pid" INT 10 nats-server
     fi
@@ -179,6 +200,33 @@ if command -v ss >/dev/null 2>&1 &&
     die "something already listens on port $port; stop it or set BERTH_NATS_PORT"
 fi
 
+if [ -z "${BERTH_PG_DSN:-}" ]; then
+    pg_bin=${BERTH_PG_BINDIR:-}
+    if [ -z "$pg_bin" ]; then
+        for _d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5 -n -r); do
+            [ -x "$_d/postgres" ] && [ -x "$_d/initdb" ] && pg_bin=$_d && break
+        done
+    fi
+    if [ -z "$pg_bin" ] && _c=$(command -v initdb 2>/dev/null); then
+        pg_bin=${_c%/*}
+    fi
+    [ -n "$pg_bin" ] && [ -x "$pg_bin/postgres" ] && [ -x "$pg_bin/initdb" ] ||
+        die "PostgreSQL not found (make deps, set BERTH_PG_BINDIR, or BERTH_PG_DSN)"
+    # PostgreSQL refuses to run as root: run it as $pg_user.
+    as_pg=""
+    if [ "$(id -u)" = 0 ]; then
+        command -v setpriv >/dev/null 2>&1 || die "setpriv (util-linux) not found"
+        _uid=$(id -u "$pg_user" 2>/dev/null) && _gid=$(id -g "$pg_user" 2>/dev/null) ||
+            die "no user $pg_user to run PostgreSQL as (set BERTH_PG_USER)"
+        [ "$_uid" != 0 ] || die "BERTH_PG_USER=$pg_user is root; PostgreSQL refuses root"
+        as_pg="setpriv --reuid=$_uid --regid=$_gid --init-groups --"
+    fi
+    if command -v ss >/dev/null 2>&1 &&
+        [ -n "$(ss -Htln "sport = :$pg_port" 2>/dev/null)" ]; then
+        die "something already listens on port $pg_port; stop it or set BERTH_PG_PORT (or BERTH_PG_DSN)"
+    fi
+fi
+
 mkdir -p "$var/nats" "$var/log" "$var/run" || die "cannot create $var/"
 case $var in
 /*) var_abs=$var ;;
@@ -204,6 +252,63 @@ case $? in
 *) die "nats-server not ready after 15s; see $nats_log" ;;
 esac
 say "nats-server ready (pid $nats_pid)"
+
+# ---------------------------------------------------------------- postgres
+if [ -n "${BERTH_PG_DSN:-}" ]; then
+    say "using the PostgreSQL of BERTH_PG_DSN"
+else
+    pg_dir=$var_abs/pg
+    pg_log=$var/log/postgres.log
+    [ ${#pg_dir} -le 90 ] || die "$pg_dir is too long for a unix socket path; set BERTH_VAR_DIR"
+    if [ ! -f "$pg_dir/PG_VERSION" ]; then
+        if [ -d "$pg_dir" ] && [ -n "$(ls -A "$pg_dir" 2>/dev/null)" ]; then
+            die "$pg_dir is not empty but holds no cluster; move it away"
+        fi
+        mkdir -p "$pg_dir" || die "cannot create $pg_dir"
+        if [ -n "$as_pg" ]; then
+            chown "$pg_user:" "$pg_dir" || die "cannot give $pg_dir to $pg_user"
+            # The user must reach the directory through its parents.
+            $as_pg test -w "$pg_dir" ||
+                die "$pg_user cannot reach $pg_dir (check the permissions of its parents)"
+        fi
+        say "initdb $var/pg (once; log $pg_log)"
+        $as_pg "$pg_bin/initdb" -D "$pg_dir" --auth=trust --username=postgres \
+            --encoding=UTF8 --locale=C >>"$pg_log" 2>&1 </dev/null ||
+            die "initdb failed; see $pg_log"
+    fi
+    _have=$(cat "$pg_dir/PG_VERSION")
+    _want=$("$pg_bin/postgres" --version | sed -n 's/^[^0-9]*\([0-9][0-9]*\).*/\1/p')
+    [ "$_have" = "$_want" ] ||
+        die "$var/pg was made by PostgreSQL $_have, $pg_bin is $_want; remove $var/pg or set BERTH_PG_BINDIR"
+    from=$(lines_of "$pg_log")
+    say "starting postgres on 127.0.0.1:$pg_port (data and socket $var/pg, log $pg_log)"
+    setsid $as_pg "$pg_bin/postgres" -D "$pg_dir" -p "$pg_port" -h 127.0.0.1 \
+        -k "$pg_dir" >>"$pg_log" 2>&1 </dev/null &
+    pg_pid=$!
+    echo "$pg_pid" >"$var/run/postgres.pid"
+    wait_log "$from" "$pg_log" "database system is ready to accept connections" 30 "$pg_pid"
+    case $? in
+    0) ;;
+    2)
+        tail -n "+$((from + 1))" "$pg_log" | tail -n 5 >&2
+        pg_pid=""
+        die "postgres exited during start-up (port $pg_port in use?)"
+        ;;
+    *) die "postgres not ready after 30s; see $pg_log" ;;
+    esac
+    _psql() {
+        "$pg_bin/psql" -X -q -h "$pg_dir" -p "$pg_port" -U postgres -d postgres \
+            -v ON_ERROR_STOP=1 -tA "$@"
+    }
+    if [ "$(_psql -c "SELECT 1 FROM pg_database WHERE datname = 'berth'")" != 1 ]; then
+        _psql -c "CREATE DATABASE berth" >>"$pg_log" 2>&1 ||
+            die "cannot create database berth; see $pg_log"
+        say "created database berth"
+    fi
+    BERTH_PG_DSN="host=127.0.0.1 port=$pg_port dbname=berth user=postgres"
+    say "postgres ready (pid $pg_pid)"
+fi
+export BERTH_PG_DSN
 
 # ---------------------------------------------------------------- services
 for c in $components; do
@@ -233,6 +338,7 @@ done
 cat <<EOF
 [stack] ---------------------------------------------------------------
 [stack] berth is up. nats: $url
+[stack]   postgres: $(if [ -n "$pg_pid" ]; then echo "127.0.0.1:$pg_port, database berth (pid $pg_pid)"; else echo "BERTH_PG_DSN from the environment"; fi)
 [stack]   services: $(for e in $svc_pids; do printf '%s(pid %s) ' "${e%%:*}" "${e#*:}"; done)
 [stack]   data:     $var/<component>/   logs: $var/log/
 [stack] watch the bus:
@@ -258,6 +364,13 @@ while :; do
         fi
     done
     svc_pids=$remaining
+    if [ -n "$pg_pid" ] && ! alive "$pg_pid"; then
+        wait "$pg_pid" 2>/dev/null
+        say "postgres exited on its own (status $?); see $pg_log"
+        pg_pid=""
+        cleanup
+        exit 1
+    fi
     if ! alive "$nats_pid"; then
         wait "$nats_pid" 2>/dev/null
         say "nats-server exited on its own (status $?); see $nats_log"

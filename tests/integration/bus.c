@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "site.pb-c.h"
 #include "tests/harness/harness.h"
+#include "tests/harness/pg.h"
 #include "tests/harness/unit.h"
 
 static h_nats nats;
@@ -486,17 +487,24 @@ static const char *const services[] = {"berth-panel", "berth-daemon", "berth-edg
 START_TEST(services_start_are_discovered_and_stop)
 {
     h_proc procs[4];
-    char url[96], dir[4][320], log[4][320];
+    char url[96], dir[4][320], log[4][320], dsn[320], sql[600], addr[64];
     buf out, err;
     int i;
     const char *cli = h_nats_cli();
+    h_pg pg;
 
     ck_assert_msg(cli != NULL, "the nats CLI is not installed (make deps)");
     memset(procs, 0, sizeof(procs));
+    /* The panel needs its database before it is ready. */
+    memset(&pg, 0, sizeof(pg));
+    ck_assert_int_eq(h_pg_start(&pg), 0);
+    snprintf(dsn, sizeof(dsn), "BERTH_PG_DSN=%s", pg.dsn);
+    snprintf(sql, sizeof(sql), "BERTH_SQL_DIR=%s/../../sql", h_bin("."));
+    snprintf(addr, sizeof(addr), "BERTH_PANEL_ADDR=127.0.0.1:%d", h_free_port());
     snprintf(url, sizeof(url), "BERTH_NATS_URL=%s", nats.url);
     for (i = 0; i < 4; i++) {
         char *argv[] = {(char *)h_bin(services[i]), NULL};
-        char *env[] = {url, dir[i], "BERTH_STRICT_SUBJECTS=1", NULL};
+        char *env[] = {url, dir[i], "BERTH_STRICT_SUBJECTS=1", dsn, sql, addr, NULL};
         snprintf(dir[i], sizeof(dir[i]), "BERTH_DATA_DIR=%s/%s", nats.dir, services[i]);
         snprintf(log[i], sizeof(log[i]), "%s/%s.log", nats.dir, services[i]);
         ck_assert_int_eq(h_proc_start(&procs[i], services[i], argv, env, log[i]), 0);
@@ -550,6 +558,7 @@ START_TEST(services_start_are_discovered_and_stop)
         ck_assert_int_eq(h_wait_log(log[i], "msg=stopped", 1000), 0);
         h_proc_free(&procs[i]);
     }
+    h_pg_destroy(&pg);
     buf_free(&out);
     buf_free(&err);
 }
