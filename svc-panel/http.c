@@ -1004,10 +1004,16 @@ static int route_find(conn *c)
         }
         return 0;
     }
-    /* strs may move while the captures are copied: offsets only. */
+    /* strs may move while the captures are appended to it, so each one is
+     * copied out of it first, and only offsets are kept. */
     c->req.nparams = ncap;
     for (n = 0; n < ncap; n++) {
-        c->o_params[n] = strs_add(c, c->strs.data + c->o_path + coff[n], clen[n]);
+        char cap[1024];
+
+        if (clen[n] >= sizeof(cap))
+            return BERTH_ETOOBIG;
+        memcpy(cap, c->strs.data + c->o_path + coff[n], clen[n]);
+        c->o_params[n] = strs_add(c, cap, clen[n]);
         if (c->o_params[n] == NO_STR)
             return BERTH_ETOOBIG;
     }
