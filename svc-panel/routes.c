@@ -31,6 +31,23 @@ const http_route panel_routes[] = {
     {HTTP_DELETE, "/role",            roles_delete,       0},
     {HTTP_DELETE, "/role/:id",        roles_delete,       0},
 
+    {HTTP_GET,    "/audit",           audit_list,         0},
+
+    {HTTP_POST,   "/sites/:id/tokens", tokens_issue,      0},
+
+    {HTTP_GET,    "/nodes",           nodes_list,         HTTP_FAST},
+    {HTTP_GET,    "/nodes/:id",       nodes_get,          HTTP_FAST},
+
+    {HTTP_GET,    "/sites",           sites_list,         0},
+    {HTTP_POST,   "/sites",           sites_create,       0},
+    {HTTP_GET,    "/sites/:id",       sites_get,          0},
+    {HTTP_PATCH,  "/sites/:id",       sites_update,       0},
+    {HTTP_DELETE, "/sites/:id",       sites_delete,       0},
+    {HTTP_POST,   "/sites/:id/power", sites_power,        0},
+    {HTTP_GET,    "/sites/:id/grants", sites_grants_list, 0},
+    {HTTP_PUT,    "/sites/:id/grants/:userId", sites_grants_set, 0},
+    {HTTP_GET,    "/commands/:id",    commands_get,       0},
+
     {0, NULL, NULL, 0},
 };
 /* clang-format on */

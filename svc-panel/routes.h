@@ -29,6 +29,27 @@ void roles_create(panel *p, http_req *req, http_resp *resp);
 void roles_update(panel *p, http_req *req, http_resp *resp);
 void roles_delete(panel *p, http_req *req, http_resp *resp);
 
+/* audit.c */
+void audit_list(panel *p, http_req *req, http_resp *resp);
+
+/* tokens.c */
+void tokens_issue(panel *p, http_req *req, http_resp *resp);
+
+/* nodes.c */
+void nodes_list(panel *p, http_req *req, http_resp *resp);
+void nodes_get(panel *p, http_req *req, http_resp *resp);
+
+/* sites.c */
+void sites_list(panel *p, http_req *req, http_resp *resp);
+void sites_create(panel *p, http_req *req, http_resp *resp);
+void sites_get(panel *p, http_req *req, http_resp *resp);
+void sites_update(panel *p, http_req *req, http_resp *resp);
+void sites_delete(panel *p, http_req *req, http_resp *resp);
+void sites_power(panel *p, http_req *req, http_resp *resp);
+void sites_grants_list(panel *p, http_req *req, http_resp *resp);
+void sites_grants_set(panel *p, http_req *req, http_resp *resp);
+void commands_get(panel *p, http_req *req, http_resp *resp);
+
 /* main.c */
 void panel_health(panel *p, http_req *req, http_resp *resp);
 void panel_metrics(panel *p, http_req *req, http_resp *resp);

@@ -617,6 +617,39 @@ START_TEST(database_outage)
 }
 END_TEST
 
+START_TEST(audit_log)
+{
+    struct resp r;
+    char path[160];
+    json_t *e;
+
+    snprintf(path, sizeof(path), "/audit?action=user.create&target=%s", viewer_id);
+    ck_assert_int_eq(call(&r, "GET", path, admin_access, NULL), 200);
+    ck_assert_int_eq(json_integer_value(json_object_get(r.json, "total")), 1);
+    e = json_array_get(json_object_get(r.json, "entries"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(e, "userId")), admin_id);
+    ck_assert_str_eq(json_string_value(json_object_get(e, "result")), "201");
+    ck_assert_str_eq(json_string_value(json_object_get(e, "ip")), "127.0.0.1");
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(e, "detail"), "name")),
+                     "vera");
+    resp_free(&r);
+    /* Failed logins are recorded too, and paging works. */
+    ck_assert_int_eq(call(&r, "GET", "/audit?action=auth.login&limit=2", admin_access, NULL),
+                     200);
+    ck_assert_int_eq(json_array_size(json_object_get(r.json, "entries")), 2);
+    ck_assert_int_gt(json_integer_value(json_object_get(r.json, "total")), 2);
+    resp_free(&r);
+    ck_assert_int_eq(call(&r, "GET", "/audit?limit=0", admin_access, NULL), 400);
+    resp_free(&r);
+    ck_assert_int_eq(call(&r, "GET", "/audit?since=yesterday-ish", admin_access, NULL), 400);
+    resp_free(&r);
+    ck_assert_int_eq(call(&r, "GET", "/audit?user=not-a-uuid", admin_access, NULL), 400);
+    resp_free(&r);
+    ck_assert_int_eq(call(&r, "GET", "/audit", viewer_access, NULL), 403);
+    resp_free(&r);
+}
+END_TEST
+
 START_TEST(delete_user)
 {
     struct resp r;
@@ -657,6 +690,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, ssh_keys);
     tcase_add_test(tc, profile_picture);
     tcase_add_test(tc, database_outage);
+    tcase_add_test(tc, audit_log);
     tcase_add_test(tc, delete_user);
     suite_add_tcase(s, tc);
     return s;
