@@ -360,6 +360,12 @@ static const db_stmt db_stmts[] = {
      1},
     /* SITE rows by name. */
     {"site_list", "SELECT " SITE_COLS " FROM sites ORDER BY name", 0},
+    /* Returns node_id, memory: the sum of the sites' memory limits
+     * (spec.limits.memoryBytes) per node, for placement. */
+    {"site_memory_by_node",
+     "SELECT node_id, coalesce(sum((spec->'limits'->>'memoryBytes')::numeric),"
+     " 0)::bigint FROM sites GROUP BY node_id",
+     0},
     /* $1 node_id. SITE rows by name. */
     {"site_list_node",
      "SELECT " SITE_COLS " FROM sites WHERE node_id = $1 ORDER BY name", 1},
@@ -405,6 +411,9 @@ static const db_stmt db_stmts[] = {
     /* $1 site_id. Returns name. */
     {"domain_list_site",
      "SELECT name FROM domains WHERE site_id = $1 ORDER BY name", 1},
+    /* $1 site_id. Drops every domain of the site (before writing its new
+     * list in the same transaction). Returns nothing. */
+    {"domain_delete_site", "DELETE FROM domains WHERE site_id = $1", 1},
 
     /* ---- commands ---- */
     /* $1 site_id (NULL: about the node), $2 node_id, $3 kind, $4 payload
@@ -423,6 +432,12 @@ static const db_stmt db_stmts[] = {
      "UPDATE commands SET state = $2, error = $3 WHERE id = $1"
      " RETURNING " COMMAND_COLS,
      3},
+    /* $1 id. Marks a command sent unless its result came first. Returns
+     * id, or no row. */
+    {"command_mark_sent",
+     "UPDATE commands SET state = 'sent' WHERE id = $1 AND state = 'pending'"
+     " RETURNING id",
+     1},
     /* $1 site_id, $2 limit (NULL: 50). COMMAND rows, newest first. */
     {"command_list_site",
      "SELECT " COMMAND_COLS " FROM commands WHERE site_id = $1"

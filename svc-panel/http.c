@@ -16,22 +16,27 @@
  *   QUEUED   in the work queue, in a handler or in the     the pool owns
  *            done queue                                    req and resp
  *   WRITING  response being written                        loop
- *   CLOSING  response written, discarding the rest of a    loop
- *            rejected chunked body before closing
+ *   CLOSING  answered before the end of the body (413,     loop
+ *            404...) with Connection: close; the rest of
+ *            the body is read and dropped, then we close
  *
- * While a conn is QUEUED the loop touches only its `wsi` and `orphan`
- * fields, which no worker reads. When the connection dies meanwhile
- * (LWS_CALLBACK_WSI_DESTROY) the loop sets `orphan` and forgets the wsi
+ * While a conn is QUEUED the loop touches only its `wsi`, `orphan` and
+ * `completions` fields, which no worker reads. When the connection dies
+ * meanwhile (LWS_CALLBACK_WSI_DESTROY) the loop sets `orphan` and forgets
+ * the wsi
  * instead of freeing; the job comes back through the done queue and the
  * loop frees it there. In every other state WSI_DESTROY frees the conn at
  * once. So each conn is freed exactly once, by the loop thread, or by
  * http_free() after the loop and the workers have stopped.
  *
- * lws quirks this file relies on (4.1): the request URI and its arguments
- * arrive percent-decoded, so the raw query string is rebuilt canonically
- * from the decoded arguments; request bodies in chunked encoding are not
- * decoded by lws (we do it) and leave lws expecting more, so such a
- * connection is closed after its response.
+ * libwebsockets 4.1 quirks handled here (docs/internals/http.md has more):
+ * the URI and its arguments arrive percent-decoded, so the raw query is
+ * rebuilt from the decoded arguments; chunked request bodies are decoded
+ * here and leave lws expecting more, so such a connection closes after
+ * its response; lws ignores, and so spins on, a readable socket while a
+ * transaction is open, so reading is paused while a worker has the
+ * request; a pipelined request with a body is mis-parsed, so it closes
+ * the connection.
  */
 #include "svc-panel/http.h"
 
@@ -134,7 +139,13 @@ struct post {
     void *arg;
 };
 
-enum conn_state { CONN_IDLE, CONN_BODY, CONN_QUEUED, CONN_WRITING, CONN_CLOSING };
+enum conn_state {
+    CONN_IDLE,
+    CONN_BODY,
+    CONN_QUEUED,
+    CONN_WRITING,
+    CONN_CLOSING,
+};
 
 enum ck_state {
     CK_SIZE,
@@ -183,6 +194,8 @@ typedef struct conn {
     struct chunked ck;
     uint64_t drained;
     int draining;    /* a rejected chunked body still arriving */
+    int lingering;   /* a rejected counted body still arriving */
+    int completions; /* HTTP_BODY_COMPLETION calls for this request */
     int close_after; /* close once the response is out */
     int conn_close;  /* the client asked for Connection: close */
     int keep_10;     /* HTTP/1.0 with keep-alive */
@@ -560,8 +573,8 @@ void http_json(http_resp *r, int status, json_t *j)
 {
     resp_drop_file(r);
     buf_reset(&r->body);
-    if (j == NULL) {
-        http_error(r, 500, BERTH_ENOMEM, "could not build the response");
+    if (j == NULL) { /* json_pack() failed: a NULL or non-UTF-8 string */
+        http_error(r, 500, BERTH_EINTERNAL, "could not build the response");
         return;
     }
     if (json_dump_callback(j, dump_cb, &r->body,
@@ -632,8 +645,9 @@ json_t *http_body_json(http_req *req, http_resp *r)
     j = json_loadb(req->body, req->body_len,
                    JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
     if (j == NULL) {
-        http_error(r, 400, BERTH_EPROTO, "invalid JSON (line %d, column %d): %s",
-                   err.line, err.column, err.text);
+        http_error(r, 400, BERTH_EPROTO,
+                   "invalid JSON (line %d, column %d): %s", err.line,
+                   err.column, err.text);
         return NULL;
     }
     if (!json_is_object(j)) {
@@ -832,6 +846,8 @@ static void conn_begin(conn *c)
     memset(&c->ck, 0, sizeof(c->ck));
     c->drained = 0;
     c->draining = 0;
+    c->lingering = 0;
+    c->completions = 0;
     c->close_after = 0;
     c->conn_close = 0;
     c->keep_10 = 0;
@@ -846,6 +862,21 @@ static size_t strs_add(conn *c, const char *s, size_t n)
 
     if (buf_append(&c->strs, s, n) != 0 || buf_putc(&c->strs, '\0') != 0)
         return NO_STR;
+    return off;
+}
+
+/* Appends a copy of strs[from..from+n) and a NUL; returns its offset or
+ * NO_STR. The source is addressed by offset: the append may move strs. */
+static size_t strs_copy(conn *c, size_t from, size_t n)
+{
+    size_t off = c->strs.len;
+    char *w = buf_reserve(&c->strs, n + 1);
+
+    if (w == NULL)
+        return NO_STR;
+    memcpy(w, c->strs.data + from, n);
+    w[n] = '\0';
+    buf_commit(&c->strs, n + 1);
     return off;
 }
 
@@ -875,7 +906,8 @@ static void small_header(struct lws *wsi, enum lws_token_indexes h, char *dst,
     int i;
 
     dst[0] = '\0';
-    if (lws_hdr_total_length(wsi, h) >= size || lws_hdr_copy(wsi, dst, size, h) < 0) {
+    if (lws_hdr_total_length(wsi, h) >= size ||
+        lws_hdr_copy(wsi, dst, size, h) < 0) {
         dst[0] = '\0';
         return;
     }
@@ -901,7 +933,8 @@ static int read_query(conn *c)
             rc = buf_putc(&c->strs, '&');
         eq = memchr(frag, '=', (size_t)n);
         if (rc == 0)
-            rc = pct_encode(&c->strs, frag, eq ? (size_t)(eq - frag) : (size_t)n);
+            rc = pct_encode(&c->strs, frag,
+                            eq != NULL ? (size_t)(eq - frag) : (size_t)n);
         if (rc == 0 && eq != NULL) {
             rc = buf_putc(&c->strs, '=');
             if (rc == 0)
@@ -955,7 +988,8 @@ static int read_request(conn *c, const char *uri, size_t urilen)
         }
     }
     c->req.method = c->method_ix >= 0 ? methods[c->method_ix].method : 0;
-    c->head = c->method_ix >= 0 && methods[c->method_ix].token == WSI_TOKEN_HEAD_URI;
+    c->head = c->method_ix >= 0 &&
+              methods[c->method_ix].token == WSI_TOKEN_HEAD_URI;
     c->o_path = strs_add(c, uri, urilen);
     if (c->o_path == NO_STR || read_query(c) != 0)
         return BERTH_ETOOBIG;
@@ -1004,16 +1038,9 @@ static int route_find(conn *c)
         }
         return 0;
     }
-    /* strs may move while the captures are appended to it, so each one is
-     * copied out of it first, and only offsets are kept. */
     c->req.nparams = ncap;
     for (n = 0; n < ncap; n++) {
-        char cap[1024];
-
-        if (clen[n] >= sizeof(cap))
-            return BERTH_ETOOBIG;
-        memcpy(cap, c->strs.data + c->o_path + coff[n], clen[n]);
-        c->o_params[n] = strs_add(c, cap, clen[n]);
+        c->o_params[n] = strs_copy(c, c->o_path + coff[n], clen[n]);
         if (c->o_params[n] == NO_STR)
             return BERTH_ETOOBIG;
     }
@@ -1098,9 +1125,10 @@ static int chunked_feed(struct chunked *k, const unsigned char *in, size_t n,
             k->st = CK_SIZE;
             break;
         case CK_TRAILER:
-            k->st = ch == '\r'   ? CK_END_LF
-                    : ch == '\n' ? CK_DONE
-                                 : CK_TRAILER_LINE;
+            if (ch == '\r')
+                k->st = CK_END_LF;
+            else
+                k->st = ch == '\n' ? CK_DONE : CK_TRAILER_LINE;
             break;
         case CK_TRAILER_LINE:
             if (ch == '\n')
@@ -1127,17 +1155,22 @@ static int lws_awaits_body(const conn *c)
                               c->req.method == HTTP_PATCH);
 }
 
-/* Answers now, before (or instead of) reading the rest of the body: the
- * connection is kept if lws can discard a counted body, else closed. */
+/* Answers now, before (or instead of) reading the rest of the body. Such
+ * a connection is closed after the answer (lws 4.1 cannot be trusted to
+ * discard a body and then parse a request that follows it in the same
+ * read), but only once the client has sent the rest of its body (up to
+ * HTTP_DRAIN_MAX), so that it reads our answer rather than a reset. */
 static int reply_early(conn *c)
 {
     if (c->state == CONN_BODY || c->state == CONN_IDLE) {
         if (c->chunked) {
             c->close_after = 1;
             c->draining = c->ck.st != CK_DONE;
-        } else if (lws_awaits_body(c) ||
-                   c->content_length > HTTP_DRAIN_MAX) {
+        } else if (lws_awaits_body(c)) {
             c->close_after = 1;
+        } else if (c->content_length > 0) {
+            c->close_after = 1;
+            c->lingering = c->content_length <= HTTP_DRAIN_MAX;
         }
     }
     c->state = CONN_WRITING;
@@ -1179,7 +1212,8 @@ static int read_framing(conn *c)
         for (i = 0; clen[i]; i++) {
             if (clen[i] < '0' || clen[i] > '9')
                 return BERTH_EINVAL;
-            c->content_length = c->content_length * 10 + (uint64_t)(clen[i] - '0');
+            c->content_length =
+                c->content_length * 10 + (uint64_t)(clen[i] - '0');
         }
         c->has_length = 1;
     }
@@ -1256,6 +1290,24 @@ static int on_http(http_server *s, struct lws *wsi, const char *uri,
     return dispatch(c);
 }
 
+/* Whether a request's first body bytes are its own request line: lws 4.1
+ * hands a pipelined request that sat in its input buffer the buffer's
+ * start, headers included, as body (and then loops on it). Such a
+ * connection is closed instead of answering garbage. */
+static int body_is_headers(const conn *c, const unsigned char *in, size_t len)
+{
+    char line[16];
+    size_t n = (size_t)snprintf(line, sizeof(line), "%s /",
+                                method_name(c->method_ix));
+    const unsigned char *eol;
+
+    if (memcmp(in, line, len < n ? len : n) != 0)
+        return 0;
+    eol = memchr(in, '\n', len);
+    return eol == NULL ||
+           (eol - in >= 10 && memcmp(eol - 10, " HTTP/1.", 8) == 0);
+}
+
 /* LWS_CALLBACK_HTTP_BODY */
 static int on_body(conn *c, const unsigned char *in, size_t len)
 {
@@ -1272,9 +1324,14 @@ static int on_body(conn *c, const unsigned char *in, size_t len)
         }
         return 0;
     }
-    if (c->state != CONN_BODY)
+    if (c->state != CONN_BODY || len == 0)
         return 0;
+    if (c->body.len == 0 && c->drained == 0 && body_is_headers(c, in, len)) {
+        log_warn("http pipelined body refused", "ip=%s", c->ip);
+        return -1;
+    }
     if (!c->chunked) {
+        c->drained += len;
         if (c->body.len + len > c->cap || buf_append(&c->body, in, len) != 0)
             return reply_error(c, 413, BERTH_ETOOBIG, "request body too large");
         return 0;
@@ -1297,6 +1354,12 @@ static int on_body(conn *c, const unsigned char *in, size_t len)
 /* LWS_CALLBACK_HTTP_BODY_COMPLETION */
 static int on_body_done(conn *c)
 {
+    /* Once per request; a second one is lws looping (see above). */
+    if (c->completions++ > 0)
+        return -1;
+    if (c->state == CONN_CLOSING && c->lingering)
+        return -1; /* the rejected body is in: close now */
+    c->lingering = 0;
     if (c->state != CONN_BODY || c->chunked)
         return 0;
     req_fixup(c);
@@ -1378,6 +1441,10 @@ static int dispatch(conn *c)
         c->state = CONN_WRITING;
         return conn_write(c);
     }
+    /* lws ignores input while a transaction is open, and would spin on a
+     * readable socket (a client's FIN, pipelined bytes): stop reading
+     * until the job is back (done_drain). A reset still closes the wsi. */
+    lws_rx_flow_control(c->wsi, 0);
     lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
     c->state = CONN_QUEUED;
     pool_push(s, c);
@@ -1409,6 +1476,8 @@ static void done_drain(http_server *s)
             metrics_count(s, c->label, c->method_ix, 499, c->t0);
             conn_free(c);
         } else {
+            /* A flow-controlled h1 wsi gets no writeable callbacks. */
+            lws_rx_flow_control(c->wsi, 1);
             c->state = CONN_WRITING;
             lws_callback_on_writable(c->wsi);
         }
@@ -1546,25 +1615,17 @@ static int put_headers(conn *c, unsigned char **p, unsigned char *end,
 /* The response is out: count it, then keep the connection or close it. */
 static int conn_finish(conn *c)
 {
-    int close_after = c->close_after, draining = c->draining;
-    int discard = !close_after && c->has_length &&
-                  c->content_length > c->body.len;
+    int close_after = c->close_after;
+    int wait = c->draining || c->lingering;
 
     metrics_count(c->s, c->label, c->method_ix, c->resp.status, c->t0);
     conn_reset(c);
-    if (close_after) {
-        if (!draining)
-            return -1;
-        /* Let the client finish sending before the close, so that it
-         * reads our answer rather than a reset. */
-        c->state = CONN_CLOSING;
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_CONTENT, HTTP_DRAIN_S);
-        return 0;
-    }
-    if (lws_http_transaction_completed(c->wsi))
+    if (!close_after)
+        return lws_http_transaction_completed(c->wsi) ? -1 : 0;
+    if (!wait)
         return -1;
-    if (discard) /* lws now discards the unread body; not forever */
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_CONTENT, HTTP_DRAIN_S);
+    c->state = CONN_CLOSING;
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_CONTENT, HTTP_DRAIN_S);
     return 0;
 }
 
@@ -1627,8 +1688,9 @@ static int conn_write(conn *c)
         c->off += n;
         last = c->off == r->body.len;
     }
-    if (p > start && lws_write(c->wsi, start, (size_t)(p - start),
-                               last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < 0)
+    if (p > start &&
+        lws_write(c->wsi, start, (size_t)(p - start),
+                  last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < 0)
         return -1;
     if (!last) {
         lws_callback_on_writable(c->wsi);
@@ -1958,6 +2020,44 @@ static int resolve_host(const char *host, char *iface, size_t len, int *ipv4)
     return 0;
 }
 
+/* Tells a taken port apart before lws tries (and, in 4.1, leaks on the
+ * way out). Returns BERTH_EBUSY when something listens there already. */
+static int port_taken(const char *iface, int ipv4, int port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd, one = 1, rc = 0;
+
+    memset(&ss, 0, sizeof(ss));
+    if (ipv4) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        if (iface[0] != '\0')
+            inet_pton(AF_INET, iface, &a->sin_addr);
+        len = sizeof(*a);
+    } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        if (iface[0] != '\0')
+            inet_pton(AF_INET6, iface, &a->sin6_addr);
+        len = sizeof(*a);
+    }
+    if (port == 0)
+        return 0;
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0; /* let lws report it */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 && errno == EADDRINUSE)
+        rc = BERTH_EBUSY;
+    close(fd);
+    return rc;
+}
+
 int http_start(http_server **out, panel *p, const char *addr,
                const http_route *routes, int workers,
                const http_ws_hooks *ws)
@@ -1975,6 +2075,11 @@ int http_start(http_server **out, panel *p, const char *addr,
         rc = resolve_host(host, iface, sizeof(iface), &ipv4);
     if (rc != 0) {
         log_error("http address invalid", "addr=%s", addr);
+        return rc;
+    }
+    rc = port_taken(iface, ipv4, port);
+    if (rc != 0) {
+        log_error("http address in use", "addr=%s", addr);
         return rc;
     }
     n = routes_check(routes);
@@ -2031,7 +2136,8 @@ int http_start(http_server **out, panel *p, const char *addr,
     }
     s->port = lws_get_vhost_listen_port(lws_get_vhost_by_name(s->ctx, "berth"));
     for (; s->nthreads < workers; s->nthreads++) {
-        if (pthread_create(&s->threads[s->nthreads], NULL, worker_main, s) != 0) {
+        if (pthread_create(&s->threads[s->nthreads], NULL, worker_main,
+                           s) != 0) {
             rc = BERTH_ENOMEM;
             goto out;
         }
@@ -2054,7 +2160,8 @@ int http_run(http_server *s)
 {
     while (!atomic_load(&s->stop)) {
         if (lws_service(s->ctx, 0) < 0) {
-            log_error("http loop failed", "%s", "");
+            log_error("http loop failed", "error=%s",
+                      berth_strerror(BERTH_EIO));
             return BERTH_EIO;
         }
     }

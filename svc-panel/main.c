@@ -7,8 +7,13 @@
  * database connection from the pool (db.c). nats.c delivers bus messages on
  * its own threads; anything they need to tell browsers is posted to the
  * loop with http_post(). Shared state lives in modules with their own locks:
- * the store (users, roles, grants), the throttle, the pool. A signal thread
- * stops the loop.
+ * the store (users, roles, grants), the throttle, the pool, the node table
+ * (nodes.c, whose upkeep thread checks liveness and JetStream). The
+ * panel-events consumer runs on a thread of its own (sites_bus.c). Live
+ * events for websockets are queued by bus threads and fanned out on the
+ * loop (events.c, whose ticker thread wakes the loop). A signal thread
+ * stops the loop. At exit the bus is closed before the database,
+ * because bus handlers use the database.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,9 +26,13 @@
 #include "common/id.h"
 #include "common/log.h"
 #include "common/sig.h"
+#include "svc-panel/events.h"
+#include "svc-panel/nodes.h"
 #include "svc-panel/panel.h"
 #include "svc-panel/routes.h"
+#include "svc-panel/sites.h"
 #include "svc-panel/store.h"
+#include "svc-panel/tokens.h"
 
 static const cfg_key panel_keys[] = {
     CONFIG_COMMON_KEYS,
@@ -39,6 +48,8 @@ static const cfg_key panel_keys[] = {
      CFG_SECRET},
     {"BERTH_HTTP_WORKERS", CFG_INT, "4", "threads running blocking handlers",
      1, 64, 0},
+    {"BERTH_NODE_HEARTBEAT_MS", CFG_INT, "5000",
+     "heartbeat interval asked of daemons; 3 missed = offline", 100, 600000, 0},
     {0},
 };
 
@@ -66,6 +77,7 @@ void panel_metrics(panel *p, http_req *req, http_resp *resp)
     (void)req;
     resp->content_type = "text/plain; version=0.0.4";
     http_metrics(p->http, &resp->body);
+    events_metrics(p->events, &resp->body);
     db_stats(p->db, &size, &busy, &errors);
     buf_printf(&resp->body,
                "# TYPE berth_db_pool_connections gauge\n"
@@ -193,8 +205,6 @@ static void on_signal(int signo, void *arg)
     http_stop(p->http);
 }
 
-static const http_ws_hooks no_ws = {NULL, NULL, NULL};
-
 int main(int argc, char **argv)
 {
     static panel p;
@@ -212,7 +222,9 @@ int main(int argc, char **argv)
         rc = BERTH_ENOMEM;
         goto out;
     }
-    rc = fs_mkdirs(pfp, 0700);
+    rc = events_new(&p.events, &p);
+    if (rc == 0)
+        rc = fs_mkdirs(pfp, 0700);
     if (rc == 0)
         rc = auth_keys_load(&p.keys, p.svc.data_dir);
     if (rc != 0) {
@@ -230,25 +242,48 @@ int main(int argc, char **argv)
         log_error("database", "error=%s", berth_strerror(rc));
         goto out;
     }
+    rc = nodes_new(&p.nodes, &p);
+    if (rc == 0)
+        rc = sites_new(&p.sites, &p);
+    if (rc == 0)
+        rc = nodes_start(p.nodes);
+    if (rc == 0)
+        rc = sites_start(p.sites);
+    if (rc != 0) {
+        log_error("nodes and sites", "error=%s", berth_strerror(rc));
+        goto out;
+    }
     rc = http_start(&p.http, &p, config_str(p.svc.cfg, "BERTH_PANEL_ADDR"),
                     panel_routes, (int)config_int(p.svc.cfg, "BERTH_HTTP_WORKERS"),
-                    &no_ws);
+                    &events_ws_hooks);
     if (rc != 0) {
         log_error("http", "addr=%s error=%s",
                   config_str(p.svc.cfg, "BERTH_PANEL_ADDR"), berth_strerror(rc));
         goto out;
     }
-    rc = sig_start_thread(on_signal, &p);
+    rc = events_start(p.events);
+    if (rc == 0)
+        rc = tokens_start(&p);
+    if (rc == 0)
+        rc = sig_start_thread(on_signal, &p);
     if (rc != 0)
         goto out;
     log_info("listening", "addr=%s", config_str(p.svc.cfg, "BERTH_PANEL_ADDR"));
     svc_ready(&p.svc);
     rc = http_run(p.http);
 out:
+    events_stop(p.events);
     http_free(p.http);
+    sites_stop(p.sites);
+    nodes_stop(p.nodes);
+    bus_close(p.svc.bus); /* drains the handlers, which use the database */
+    p.svc.bus = NULL;
     db_close(p.db);
     store_free(p.store);
     auth_throttle_free(p.throttle);
     svc_stop(&p.svc);
+    events_free(p.events); /* after the bus: its handlers use it */
+    sites_free(p.sites);
+    nodes_free(p.nodes);
     return rc == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -12,6 +12,7 @@
 
 struct store;
 struct nodes;
+struct sites;
 struct events;
 
 struct panel {
@@ -22,6 +23,7 @@ struct panel {
     auth_throttle *throttle;
     struct store *store;   /* users and roles, cached for reads */
     struct nodes *nodes;   /* node liveness */
+    struct sites *sites;   /* site commands, the event consumer */
     struct events *events; /* websocket fan-out */
     const char *pfp_dir;   /* profile pictures, under the data dir */
 };

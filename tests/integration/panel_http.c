@@ -734,7 +734,7 @@ START_TEST(body_cap_content_length)
     json_t *j;
 
     memset(big, 'x', 3 << 20);
-    /* Refused before the body is read; the connection survives. */
+    /* Refused from the headers; the connection is closed after. */
     reply_init(&r);
     h = easy("POST", "/echo", &r);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, big);
@@ -742,6 +742,7 @@ START_TEST(body_cap_content_length)
     ck_assert_int_eq(curl_easy_perform(h), CURLE_OK);
     finish(h, &r);
     check_error(&r, 413, "ETOOBIG");
+    ck_assert_str_eq(r.conn, "close");
     buf_free(&r.body);
     reply_init(&r);
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 7L);
@@ -749,7 +750,7 @@ START_TEST(body_cap_content_length)
     ck_assert_int_eq(curl_easy_perform(h), CURLE_OK);
     finish(h, &r);
     ck_assert_int_eq(r.status, 200);
-    ck_assert_int_eq(r.connects, 0);
+    ck_assert_int_eq(r.connects, 1);
     curl_easy_cleanup(h);
     buf_free(&r.body);
 
@@ -955,6 +956,25 @@ START_TEST(keep_alive)
         ck_assert_int_eq(r.status, 200);
         ck_assert_int_eq(r.connects, i == 0 ? 1 : 0);
     }
+    /* HTTP/1.0 keeps the connection when asked to. */
+    {
+        struct curl_slist *hdrs = curl_slist_append(NULL, "Connection: "
+                                                          "keep-alive");
+
+        curl_easy_setopt(h, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_0);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+        for (i = 0; i < 2; i++) {
+            r.conn[0] = '\0';
+            ck_assert_int_eq(curl_easy_perform(h), CURLE_OK);
+            finish(h, &r);
+            ck_assert_int_eq(r.status, 200);
+            ck_assert_int_eq(r.connects, 0);
+            ck_assert_str_eq(r.conn, "keep-alive");
+        }
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+        curl_easy_setopt(h, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+        curl_slist_free_all(hdrs);
+    }
     /* A worker route on the same connection. */
     snprintf(url, sizeof(url), "%s/work", base);
     curl_easy_setopt(h, CURLOPT_URL, url);
@@ -967,20 +987,51 @@ START_TEST(keep_alive)
 }
 END_TEST
 
+/* Closes with a reset (SO_LINGER 0) instead of a FIN. */
+static void tcp_reset(int fd)
+{
+    struct linger lg = {1, 0};
+
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+}
+
+static int64_t cpu_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 START_TEST(client_leaves_during_handler)
 {
     static const char req[] = "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
+    int64_t cpu;
     reply r;
     int fd, i;
 
+    /* Reset while the handler runs: the job comes back orphaned. */
     for (i = 0; i < 3; i++) {
         fd = tcp_connect();
         send_all(fd, req, sizeof(req) - 1);
         ck_assert_int_eq(seen_wait(&seen.slow_started, i + 1, 2000), i + 1);
-        close(fd);
+        tcp_reset(fd);
     }
     ck_assert_int_eq(seen_wait(&seen.slow_done, 3, 3000), 3);
     clock_sleep_ms(100);
+
+    /* A plain close (FIN): noticed when the answer is written; the loop
+     * must not spin meanwhile. */
+    fd = tcp_connect();
+    send_all(fd, req, sizeof(req) - 1);
+    ck_assert_int_eq(seen_wait(&seen.slow_started, 4, 2000), 4);
+    cpu = cpu_ms();
+    close(fd);
+    ck_assert_int_eq(seen_wait(&seen.slow_done, 4, 3000), 4);
+    ck_assert_int_lt(cpu_ms() - cpu, 100);
+    clock_sleep_ms(50);
+
     fetch_url("GET", "/fast", NULL, 0, &r);
     ck_assert_int_eq(r.status, 200);
     buf_free(&r.body);
@@ -1003,13 +1054,79 @@ START_TEST(stop_with_jobs_in_flight)
         send_all(fds[i], req, sizeof(req) - 1);
     }
     ck_assert_int_eq(seen_wait(&seen.slow_started, 4, 2000), 4);
-    close(fds[0]);
+    tcp_reset(fds[0]);
     clock_sleep_ms(20);
     server_down();
     for (i = 1; i < 6; i++)
         close(fds[i]);
     /* The fixture's teardown must find nothing left to stop. */
     server_up();
+}
+END_TEST
+
+/* Reads whatever arrives within ms milliseconds (until EOF). */
+static size_t recv_for(int fd, char *out, size_t size, int ms)
+{
+    int64_t end = clock_mono_ms() + ms;
+    size_t got = 0;
+
+    while (got + 1 < size && clock_mono_ms() < end) {
+        struct timeval tv = {0, 20000};
+        ssize_t n;
+
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        n = recv(fd, out + got, size - 1 - got, 0);
+        if (n == 0)
+            break;
+        if (n > 0)
+            got += (size_t)n;
+    }
+    out[got] = '\0';
+    return got;
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+
+    for (; (hay = strstr(hay, needle)) != NULL; hay++)
+        n++;
+    return n;
+}
+
+START_TEST(pipelined_requests)
+{
+    static const char two_gets[] = "GET /fast HTTP/1.1\r\nHost: x\r\n\r\n"
+                                   "GET /work HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char get_post[] =
+        "GET /fast HTTP/1.1\r\nHost: x\r\n\r\n"
+        "POST /fecho HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\n{\"a\":1}";
+    char in[4096];
+    int64_t cpu;
+    reply r;
+    int fd;
+
+    fd = tcp_connect();
+    send_all(fd, two_gets, sizeof(two_gets) - 1);
+    recv_for(fd, in, sizeof(in), 500);
+    ck_assert_int_eq(count_of(in, "HTTP/1.1 200 OK"), 2);
+    close(fd);
+
+    /* lws 4.1 mis-parses a pipelined body: the connection is closed
+     * after the first answer, and nothing spins. */
+    cpu = cpu_ms();
+    fd = tcp_connect();
+    send_all(fd, get_post, sizeof(get_post) - 1);
+    recv_for(fd, in, sizeof(in), 500);
+    ck_assert_int_ge(count_of(in, "HTTP/1.1 200 OK"), 1);
+    ck_assert_ptr_null(strstr(in, "400"));
+    close(fd);
+    clock_sleep_ms(100);
+    ck_assert_int_lt(cpu_ms() - cpu, 200);
+
+    fetch_url("GET", "/fast", NULL, 0, &r);
+    ck_assert_int_eq(r.status, 200);
+    buf_free(&r.body);
 }
 END_TEST
 
@@ -1109,11 +1226,21 @@ START_TEST(websocket)
     close(fd);
     ck_assert_int_eq(seen_wait(&seen.ws_closes, 3, 2000), 3);
 
-    /* Refused by the open hook; no close hook for it. */
+    /* Refused by the open hook (1008); no close hook for it. */
     fd = tcp_connect();
     ws_handshake(fd, "/ws?token=bad", head, sizeof(head));
-    ck_assert_int_ne(ws_recv_frame(fd, msg, sizeof(msg), &len), 1);
+    ck_assert_int_eq(ws_recv_frame(fd, msg, sizeof(msg), &len), 8);
+    ck_assert_int_eq(((unsigned char)msg[0] << 8) | (unsigned char)msg[1], 1008);
     close(fd);
+
+    /* Invalid UTF-8 in a text frame: 1007. */
+    fd = tcp_connect();
+    ws_handshake(fd, "/ws?token=t", head, sizeof(head));
+    ws_send_frame(fd, 1, "\xff\xfe", 2);
+    ck_assert_int_eq(ws_recv_frame(fd, msg, sizeof(msg), &len), 8);
+    ck_assert_int_eq(((unsigned char)msg[0] << 8) | (unsigned char)msg[1], 1007);
+    close(fd);
+    ck_assert_int_eq(seen_wait(&seen.ws_closes, 4, 2000), 4);
 
     /* Another path: not upgraded. */
     fd = tcp_connect();
@@ -1122,12 +1249,14 @@ START_TEST(websocket)
     close(fd);
 
     clock_sleep_ms(50);
-    ck_assert_int_eq(seen.ws_opens, 3);
-    ck_assert_int_eq(seen.ws_closes, 3);
+    ck_assert_int_eq(seen.ws_opens, 4);
+    ck_assert_int_eq(seen.ws_closes, 4);
 
     fetch_url("GET", "/metrics", NULL, 0, &r);
     ck_assert_ptr_nonnull(strstr(r.body.data, "route=\"/ws\",method=\"GET\","
-                                              "status=\"101\"} 3\n"));
+                                              "status=\"101\"} 4\n"));
+    ck_assert_ptr_nonnull(strstr(r.body.data, "route=\"/ws\",method=\"GET\","
+                                              "status=\"403\"} 1\n"));
     ck_assert_ptr_nonnull(strstr(r.body.data, "berth_http_ws_clients 0\n"));
     buf_free(&r.body);
 }
@@ -1213,6 +1342,39 @@ START_TEST(helpers)
 }
 END_TEST
 
+START_TEST(listen_addresses)
+{
+    static const char *const bad[] = {
+        "127.0.0.1", "127.0.0.1:x", "127.0.0.1:70000", "::1:80",
+        "[::1:80", "no-such-host.invalid:80",
+    };
+    static const char *const good[] = {"localhost:0", ":0", "0.0.0.0:0"};
+    http_server *s;
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_int_eq(http_start(&s, &the_panel, bad[i], test_routes, 1,
+                                    NULL),
+                         BERTH_EINVAL);
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        ck_assert_int_eq(http_start(&s, &the_panel, good[i], test_routes, 1,
+                                    NULL),
+                         0);
+        ck_assert_int_gt(http_port(s), 0);
+        http_free(s);
+    }
+    /* IPv6 where the host has it. */
+    if (http_start(&s, &the_panel, "[::1]:0", test_routes, 1, NULL) == 0) {
+        ck_assert_int_gt(http_port(s), 0);
+        http_free(s);
+    }
+    /* The port is taken. */
+    snprintf(base, sizeof(base), "127.0.0.1:%d", http_port(srv));
+    ck_assert_int_eq(http_start(&s, &the_panel, base, test_routes, 1, NULL),
+                     BERTH_EBUSY);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("panel_http");
@@ -1232,10 +1394,12 @@ static Suite *make_suite(void)
     tcase_add_test(tc, keep_alive);
     tcase_add_test(tc, client_leaves_during_handler);
     tcase_add_test(tc, stop_with_jobs_in_flight);
+    tcase_add_test(tc, pipelined_requests);
     tcase_add_test(tc, post_runs_on_loop);
     tcase_add_test(tc, websocket);
     tcase_add_test(tc, metrics_text);
     tcase_add_test(tc, helpers);
+    tcase_add_test(tc, listen_addresses);
     suite_add_tcase(s, tc);
     return s;
 }
