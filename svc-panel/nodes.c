@@ -28,20 +28,20 @@
 #include "svc-panel/api.h"
 #include "svc-panel/routes.h"
 
-#define NODES_TICK_MIN_MS 50
-#define NODES_TICK_MAX_MS 1000
-#define NODES_UPKEEP_MS 30000   /* streams, consumers and last_seen refresh */
+#define NODES_TICK_MIN_MS    50
+#define NODES_TICK_MAX_MS    1000
+#define NODES_UPKEEP_MS      30000 /* streams, consumers and last_seen refresh */
 #define NODES_SETUP_RETRY_MS 1000
-#define NODES_PUBLISH_MS 2000   /* wait for JetStream's ack of node.online */
-#define NODES_DB_WAIT_MS 2000
+#define NODES_PUBLISH_MS     2000 /* wait for JetStream's ack of node.online */
+#define NODES_DB_WAIT_MS     2000
 
 /* One node and what PostgreSQL and the event stream were last told. */
 struct node {
     node_info info;
-    int64_t beat_mono;  /* monotonic ms of the last heartbeat (or grace) */
-    int db_online;      /* online as written to PostgreSQL; -1 unknown */
-    int pub_online;     /* online as last published; -1 never */
-    int consumer_ok;    /* node-<id> is known to exist */
+    int64_t beat_mono; /* monotonic ms of the last heartbeat (or grace) */
+    int db_online;     /* online as written to PostgreSQL; -1 unknown */
+    int pub_online;    /* online as last published; -1 never */
+    int consumer_ok;   /* node-<id> is known to exist */
 };
 
 struct nodes {
@@ -156,11 +156,13 @@ static void info_from_row(PGresult *r, int row, node_info *info)
     memset(info, 0, sizeof(*info));
     snprintf(info->id, sizeof(info->id), "%s", PQgetvalue(r, row, 0));
     snprintf(info->name, sizeof(info->name), "%s", PQgetvalue(r, row, 1));
-    snprintf(info->hostname, sizeof(info->hostname), "%s", PQgetvalue(r, row, 2));
+    snprintf(info->hostname, sizeof(info->hostname), "%s",
+             PQgetvalue(r, row, 2));
     snprintf(info->public_url, sizeof(info->public_url), "%s",
              PQgetvalue(r, row, 4));
     info->online = strcmp(PQgetvalue(r, row, 5), "t") == 0;
-    snprintf(info->last_seen, sizeof(info->last_seen), "%s", PQgetvalue(r, row, 6));
+    snprintf(info->last_seen, sizeof(info->last_seen), "%s",
+             PQgetvalue(r, row, 6));
     snprintf(info->registered_at, sizeof(info->registered_at), "%s",
              PQgetvalue(r, row, 7));
     if (specs != NULL) {
@@ -186,8 +188,8 @@ static char *specs_json(const Berth__V1__NodeRegister *r)
 
     j = json_pack("{s:I, s:I, s:I, s:s, s:s, s:s, s:s}", "cpus",
                   (json_int_t)(s ? s->cpus : 0), "memoryBytes",
-                  (json_int_t)(s ? s->memory_bytes & INT64_MAX : 0), "diskBytes",
-                  (json_int_t)(s ? s->disk_bytes & INT64_MAX : 0),
+                  (json_int_t)(s ? s->memory_bytes & INT64_MAX : 0),
+                  "diskBytes", (json_int_t)(s ? s->disk_bytes & INT64_MAX : 0),
                   "dockerVersion", s ? s->docker_version : "", "kernel",
                   s ? s->kernel : "", "arch", s ? s->arch : "", "version",
                   r->version);
@@ -248,8 +250,9 @@ static void flush(nodes *n, int refresh)
         if (rc == 0)
             rc = db_run(c, "node_set_online", 2, params, NULL);
         if (rc != 0) {
-            log_warn("node state not saved; will retry", "node=%s online=%d error=%s",
-                     ch[i].id, ch[i].online, berth_strerror(rc));
+            log_warn("node state not saved; will retry",
+                     "node=%s online=%d error=%s", ch[i].id, ch[i].online,
+                     berth_strerror(rc));
             break; /* the database is away: the rest would fail too */
         }
         pthread_mutex_lock(&n->mu);
@@ -329,7 +332,7 @@ int nodes_ensure_consumer(nodes *n, const char *id)
  * not known to exist). */
 static void ensure_all(nodes *n, int force)
 {
-    char (*ids)[NODES_ID_MAX + 1] = NULL;
+    char(*ids)[NODES_ID_MAX + 1] = NULL;
     size_t count = 0, i;
 
     pthread_mutex_lock(&n->mu);
@@ -365,24 +368,30 @@ static int on_register(bus_msg *m, void *ud)
     int was_online = 0;
     int rc;
 
-    if (subject_token(m->subject, 2, id, sizeof(id)) != 0 || !nodes_id_valid(id))
-        return bus_reply_error(m, BERTH_EINVAL, "node ids are subject tokens of at most %d bytes",
-                               NODES_ID_MAX);
+    if (subject_token(m->subject, 2, id, sizeof(id)) != 0 ||
+        !nodes_id_valid(id))
+        return bus_reply_error(
+            m, BERTH_EINVAL, "node ids are subject tokens of at most %d bytes",
+            NODES_ID_MAX);
     if (r->node_id[0] != '\0' && strcmp(r->node_id, id) != 0)
-        return bus_reply_error(m, BERTH_EINVAL,
-                               "node_id \"%.64s\" does not match the subject's \"%s\"",
-                               r->node_id, id);
+        return bus_reply_error(
+            m, BERTH_EINVAL,
+            "node_id \"%.64s\" does not match the subject's \"%s\"", r->node_id,
+            id);
     name = r->name[0] != '\0' ? r->name : id;
     hostname = r->specs != NULL ? r->specs->hostname : "";
-    if (strlen(name) > NODES_NAME_MAX || strlen(hostname) > NODES_HOSTNAME_MAX ||
+    if (strlen(name) > NODES_NAME_MAX ||
+        strlen(hostname) > NODES_HOSTNAME_MAX ||
         strlen(r->public_url) > NODES_URL_MAX || strlen(r->version) > 63)
-        return bus_reply_error(m, BERTH_EINVAL,
-                               "name (%d), hostname (%d), public_url (%d) or version "
-                               "(63 bytes) too long",
-                               NODES_NAME_MAX, NODES_HOSTNAME_MAX, NODES_URL_MAX);
+        return bus_reply_error(
+            m, BERTH_EINVAL,
+            "name (%d), hostname (%d), public_url (%d) or version "
+            "(63 bytes) too long",
+            NODES_NAME_MAX, NODES_HOSTNAME_MAX, NODES_URL_MAX);
     if (r->public_url[0] != '\0' && strncmp(r->public_url, "http://", 7) != 0 &&
         strncmp(r->public_url, "https://", 8) != 0)
-        return bus_reply_error(m, BERTH_EINVAL, "public_url must be an http(s) URL");
+        return bus_reply_error(m, BERTH_EINVAL,
+                               "public_url must be an http(s) URL");
     specs = specs_json(r);
     if (specs == NULL)
         return BERTH_ENOMEM;
@@ -399,7 +408,8 @@ static int on_register(bus_msg *m, void *ud)
     if (rc != 0) {
         log_warn("node registration not saved", "node=%s error=%s", id,
                  berth_strerror(rc));
-        rc = bus_reply_error(m, rc, "cannot save the node: %s", berth_strerror(rc));
+        rc = bus_reply_error(m, rc, "cannot save the node: %s",
+                             berth_strerror(rc));
         goto out;
     }
     info_from_row(res, 0, &info);
@@ -467,6 +477,16 @@ static int on_heartbeat(bus_msg *m, void *ud)
 
 /* ------------------------------------------------------------ upkeep */
 
+static int stream_count(void)
+{
+    const bus_stream_def *d;
+    int k = 0;
+
+    for (d = bus_streams; d->name != NULL; d++)
+        k++;
+    return k;
+}
+
 /* Marks offline every online node silent for NODES_MISSED_BEATS
  * intervals. */
 static void expire(nodes *n)
@@ -481,8 +501,9 @@ static void expire(nodes *n)
 
         if (e->info.online && now - e->beat_mono > limit) {
             e->info.online = 0;
-            log_warn("node offline: heartbeats stopped", "node=%s silent_ms=%lld",
-                     e->info.id, (long long)(now - e->beat_mono));
+            log_warn("node offline: heartbeats stopped",
+                     "node=%s silent_ms=%lld", e->info.id,
+                     (long long)(now - e->beat_mono));
         }
     }
     pthread_mutex_unlock(&n->mu);
@@ -515,7 +536,8 @@ static void *upkeep_main(void *arg)
 
             if (rc == 0) {
                 if (!atomic_exchange(&n->js_ready, 1))
-                    log_info("jetstream streams ready", "nodes=%zu", n->len);
+                    log_info("jetstream streams ready", "streams=%d",
+                             stream_count());
                 ensure_all(n, 1);
                 next_setup = now + NODES_UPKEEP_MS;
             } else {

@@ -6,12 +6,13 @@
  * and then publishes node.heartbeat.<node>. The panel keeps every node in
  * memory (loaded from PostgreSQL at start, written through on
  * registration), so GET /nodes and placement never wait for the database
- * or for a node. A node is offline once NODES_MISSED_BEATS intervals pass
- * without a heartbeat and online again at its next heartbeat or
- * registration; each change is written to PostgreSQL (node_set_online) and
- * published as the event node.online.<node>. A write or publish that fails
- * (database or NATS away) is retried on the next tick until both agree
- * with memory.
+ * or for a node. Heartbeats of a node the panel does not know are ignored:
+ * a daemon registers first (and again whenever a register request failed). A
+ * node is offline once NODES_MISSED_BEATS intervals pass without a heartbeat
+ * and online again at its next heartbeat or registration; each change is
+ * written to PostgreSQL (node_set_online) and published as the event
+ * node.online.<node>. A write or publish that fails (database or NATS away) is
+ * retried on the next tick until both agree with memory.
  *
  * The module's upkeep thread also creates the JetStream streams
  * (bus_js_setup), retrying until NATS answers, and the durable command
@@ -33,10 +34,10 @@
 #include "svc-panel/panel.h"
 
 #define NODES_MISSED_BEATS 3
-#define NODES_ID_MAX 64
-#define NODES_NAME_MAX 64
+#define NODES_ID_MAX       64
+#define NODES_NAME_MAX     64
 #define NODES_HOSTNAME_MAX 253
-#define NODES_URL_MAX 2048
+#define NODES_URL_MAX      2048
 
 typedef struct nodes nodes;
 
@@ -46,7 +47,7 @@ typedef struct node_info {
     char name[NODES_NAME_MAX + 1];
     char hostname[NODES_HOSTNAME_MAX + 1];
     char public_url[NODES_URL_MAX + 1];
-    char version[64];        /* the daemon's */
+    char version[64]; /* the daemon's */
     uint32_t cpus;
     uint64_t memory_bytes;
     uint64_t disk_bytes;
@@ -54,8 +55,8 @@ typedef struct node_info {
     char kernel[128];
     char arch[32];
     int online;
-    int64_t last_seen_ms;    /* wall clock; 0: never seen by this panel */
-    char last_seen[40];      /* RFC 3339, "" when never seen at all */
+    int64_t last_seen_ms; /* wall clock; 0: never seen by this panel */
+    char last_seen[40];   /* RFC 3339, "" when never seen at all */
     char registered_at[40];
 } node_info;
 

@@ -1,14 +1,15 @@
 /* sites.c - site operations and the site, grant and command endpoints.
  *
- *   GET    /sites                      -> {"sites": [site...]}   the caller's sites
- *   POST   /sites          (site.create) spec fields + name, node? -> 202 {id, commandId, nodeId}
- *   GET    /sites/:id      (site.read)   -> site
- *   PATCH  /sites/:id      (site.update) spec fields -> 202 {id, commandId, nodeId}
- *   DELETE /sites/:id      (site.delete) ?purge=true -> 202 {id, commandId, nodeId}
- *   POST   /sites/:id/power (site.power) {"action": "start|stop|restart|kill"} -> 202
- *   GET    /sites/:id/grants          (site.update) -> {"grants": [{userId, name, permissions}]}
- *   PUT    /sites/:id/grants/:userId  (site.update) {"permissions": [...]} -> 200
- *   GET    /commands/:id   (site.read on its site) -> command
+ *   GET    /sites                      -> {"sites": [site...]}   the caller's
+ * sites POST   /sites          (site.create) spec fields + name, node? -> 202
+ * {id, commandId, nodeId} GET    /sites/:id      (site.read)   -> site PATCH
+ * /sites/:id      (site.update) spec fields -> 202 {id, commandId, nodeId}
+ *   DELETE /sites/:id      (site.delete) ?purge=true -> 202 {id, commandId,
+ * nodeId} POST   /sites/:id/power (site.power) {"action":
+ * "start|stop|restart|kill"} -> 202 GET    /sites/:id/grants (site.update) ->
+ * {"grants": [{userId, name, permissions}]} PUT    /sites/:id/grants/:userId
+ * (site.update) {"permissions": [...]} -> 200 GET    /commands/:id   (site.read
+ * on its site) -> command
  *
  * site is {id, name, nodeId, node: {id, name, online}, spec: {image,
  * command, env, ports, memoryBytes, cpuMillis, pids, httpPort,
@@ -43,18 +44,40 @@
 #define SITES_PAYLOAD_MAX (1u << 20)
 
 /* SITE row columns (db.c SITE_COLS). */
-enum { S_ID, S_NAME, S_NODE, S_SPEC, S_DESIRED, S_STATUS, S_REASON, S_EXIT,
-       S_STATUS_AT, S_CREATED, S_UPDATED };
+enum {
+    S_ID,
+    S_NAME,
+    S_NODE,
+    S_SPEC,
+    S_DESIRED,
+    S_STATUS,
+    S_REASON,
+    S_EXIT,
+    S_STATUS_AT,
+    S_CREATED,
+    S_UPDATED
+};
 /* COMMAND row columns (db.c COMMAND_COLS). */
-enum { C_ID, C_SITE, C_NODE, C_KIND, C_PAYLOAD, C_STATE, C_ERROR, C_CREATED,
-       C_UPDATED, C_USER };
+enum {
+    C_ID,
+    C_SITE,
+    C_NODE,
+    C_KIND,
+    C_PAYLOAD,
+    C_STATE,
+    C_ERROR,
+    C_CREATED,
+    C_UPDATED,
+    C_USER
+};
 
 /* ------------------------------------------------------------ results */
 
-static int res_fail(site_result *res, int code, int status, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+static int res_fail(site_result *res, int code, int status, const char *fmt,
+                    ...) __attribute__((format(printf, 4, 5)));
 
-static int res_fail(site_result *res, int code, int status, const char *fmt, ...)
+static int res_fail(site_result *res, int code, int status, const char *fmt,
+                    ...)
 {
     va_list ap;
 
@@ -72,7 +95,8 @@ static int res_db(site_result *res, int rc, const char *what)
     switch (rc) {
     case BERTH_EUNAVAIL:
     case BERTH_ETIMEDOUT:
-        return res_fail(res, BERTH_EUNAVAIL, 503, "the database is unavailable");
+        return res_fail(res, BERTH_EUNAVAIL, 503,
+                        "the database is unavailable");
     case BERTH_EEXIST:
         return res_fail(res, BERTH_ECONFLICT, 409, "%s already exists", what);
     case BERTH_EINVAL:
@@ -105,7 +129,8 @@ int site_row_spec(PGresult *r, int row, Berth__V1__SiteSpec *out,
     char err[256];
     int rc;
 
-    rc = sitespec_decode_text(PQgetvalue(r, row, S_SPEC), owned, err, sizeof(err));
+    rc = sitespec_decode_text(PQgetvalue(r, row, S_SPEC), owned, err,
+                              sizeof(err));
     if (rc != 0) {
         log_error("stored site spec does not decode", "site=%s error=%s",
                   PQgetvalue(r, row, S_ID), err);
@@ -165,12 +190,15 @@ static int command_send(panel *p, const char *kind, const ProtobufCMessage *m,
         rc = bus_js_publish(p->svc.bus, subject, m, id, SITES_PUBLISH_MS);
     }
     if (rc != 0) {
-        log_warn("command saved but not queued; it stays pending", "command=%s "
-                 "subject=%s error=%s", id, subject, berth_strerror(rc));
-        return res_fail(res, BERTH_EUNAVAIL, 503,
-                        "saved, but the command could not be queued (%s); the node "
-                        "will catch up when it next synchronises",
-                        berth_strerror(rc));
+        log_warn("command saved but not queued; it stays pending",
+                 "command=%s "
+                 "subject=%s error=%s",
+                 id, subject, berth_strerror(rc));
+        return res_fail(
+            res, BERTH_EUNAVAIL, 503,
+            "saved, but the command could not be queued (%s); the node "
+            "will catch up when it next synchronises",
+            berth_strerror(rc));
     }
     rc = db_acquire(p->db, SITES_DB_WAIT_MS, &c);
     if (rc == 0) {
@@ -178,8 +206,8 @@ static int command_send(panel *p, const char *kind, const ProtobufCMessage *m,
         db_release(p->db, c);
     }
     if (rc != 0) /* queued all the same; the row says pending */
-        log_warn("command queued but not marked sent", "command=%s error=%s", id,
-                 berth_strerror(rc));
+        log_warn("command queued but not marked sent", "command=%s error=%s",
+                 id, berth_strerror(rc));
     res->status = 202;
     return 0;
 }
@@ -198,7 +226,8 @@ static int place(panel *p, const char *wanted, site_result *res)
 
     if (wanted[0] != '\0') {
         if (nodes_find(p->nodes, wanted, &info) != 0)
-            return res_fail(res, BERTH_ENOENT, 404, "node \"%s\" not found", wanted);
+            return res_fail(res, BERTH_ENOENT, 404, "node \"%s\" not found",
+                            wanted);
         snprintf(res->node_id, sizeof(res->node_id), "%s", info.id);
         return 0;
     }
@@ -208,9 +237,10 @@ static int place(panel *p, const char *wanted, site_result *res)
     for (i = 0; i < count; i++)
         online += all[i].online;
     if (online == 0) {
-        rc = res_fail(res, BERTH_EUNAVAIL, 503,
-                      "no node is online to place the site on; start a daemon or "
-                      "name a node with \"node\"");
+        rc = res_fail(
+            res, BERTH_EUNAVAIL, 503,
+            "no node is online to place the site on; start a daemon or "
+            "name a node with \"node\"");
         goto out;
     }
     rc = db_acquire(p->db, SITES_DB_WAIT_MS, &c);
@@ -273,7 +303,8 @@ static void audit(panel *p, const principal *who, const http_req *req,
     if (detail != NULL) {
         json_object_set_new(detail, "nodeId", json_string(res->node_id));
         if (res->command_id[0])
-            json_object_set_new(detail, "commandId", json_string(res->command_id));
+            json_object_set_new(detail, "commandId",
+                                json_string(res->command_id));
         if (res->code != 0)
             json_object_set_new(detail, "error", json_string(res->message));
     }
@@ -322,8 +353,8 @@ int site_op_create(panel *p, const principal *who, const http_req *req,
     if (rc == 0)
         rc = db_exec(c, "site_insert", 4, params, &r);
     if (rc == BERTH_EEXIST) {
-        rc = res_fail(res, BERTH_ECONFLICT, 409, "a site named %s already exists",
-                      cs->spec.name);
+        rc = res_fail(res, BERTH_ECONFLICT, 409,
+                      "a site named %s already exists", cs->spec.name);
         goto out;
     }
     if (rc != 0) {
@@ -354,7 +385,8 @@ int site_op_create(panel *p, const principal *who, const http_req *req,
     cmd.command_id = res->command_id;
     command_send(p, "site.create", &cmd.base, res);
     audit(p, who, req, "site.create", res,
-          json_pack("{s:s, s:s}", "name", cs->spec.name, "image", cs->spec.image));
+          json_pack("{s:s, s:s}", "name", cs->spec.name, "image",
+                    cs->spec.image));
     rc = res->code;
 out:
     if (c != NULL) {
@@ -401,7 +433,8 @@ int site_op_update(panel *p, const principal *who, const http_req *req,
         goto out;
     }
     snprintf(res->site_id, sizeof(res->site_id), "%s", site_id);
-    snprintf(res->node_id, sizeof(res->node_id), "%s", PQgetvalue(r, 0, S_NODE));
+    snprintf(res->node_id, sizeof(res->node_id), "%s",
+             PQgetvalue(r, 0, S_NODE));
     run = strcmp(PQgetvalue(r, 0, S_DESIRED), "running") == 0;
     named = *in; /* the name and node are not the caller's to change */
     named.name = PQgetvalue(r, 0, S_NAME);
@@ -435,7 +468,8 @@ int site_op_update(panel *p, const principal *who, const http_req *req,
     full.should_run = run;
     cmd.spec = &full;
     cmd.start = run;
-    rc = command_insert(c, site_id, res->node_id, "site.create", &cmd.base, who, res);
+    rc = command_insert(c, site_id, res->node_id, "site.create", &cmd.base, who,
+                        res);
     if (rc == 0)
         rc = db_commit(c);
     if (rc != 0) {
@@ -475,8 +509,9 @@ int site_op_power(panel *p, const principal *who, const http_req *req,
     memset(res, 0, sizeof(*res));
     if (action < BERTH__V1__POWER_ACTION__POWER_ACTION_START ||
         action > BERTH__V1__POWER_ACTION__POWER_ACTION_KILL)
-        return res_fail(res, BERTH_EINVAL, 400,
-                        "action must be \"start\", \"stop\", \"restart\" or \"kill\"");
+        return res_fail(
+            res, BERTH_EINVAL, 400,
+            "action must be \"start\", \"stop\", \"restart\" or \"kill\"");
     if (!id_uuid_valid(site_id))
         return res_fail(res, BERTH_ENOENT, 404, "site not found");
     desired = action == BERTH__V1__POWER_ACTION__POWER_ACTION_START ||
@@ -499,10 +534,12 @@ int site_op_power(panel *p, const principal *who, const http_req *req,
         goto out;
     }
     snprintf(res->site_id, sizeof(res->site_id), "%s", site_id);
-    snprintf(res->node_id, sizeof(res->node_id), "%s", PQgetvalue(r, 0, S_NODE));
+    snprintf(res->node_id, sizeof(res->node_id), "%s",
+             PQgetvalue(r, 0, S_NODE));
     cmd.site_id = res->site_id;
     cmd.action = (Berth__V1__PowerAction)action;
-    rc = command_insert(c, site_id, res->node_id, "site.power", &cmd.base, who, res);
+    rc = command_insert(c, site_id, res->node_id, "site.power", &cmd.base, who,
+                        res);
     if (rc == 0)
         rc = db_commit(c);
     if (rc != 0) {
@@ -515,7 +552,8 @@ int site_op_power(panel *p, const principal *who, const http_req *req,
     cmd.command_id = res->command_id;
     command_send(p, "site.power", &cmd.base, res);
     audit(p, who, req, "site.power", res,
-          json_pack("{s:s, s:s}", "action", names[action], "desiredState", desired));
+          json_pack("{s:s, s:s}", "action", names[action], "desiredState",
+                    desired));
 out:
     if (c != NULL) {
         db_rollback(c);
@@ -550,12 +588,14 @@ int site_op_delete(panel *p, const principal *who, const http_req *req,
         goto out;
     }
     snprintf(res->site_id, sizeof(res->site_id), "%s", site_id);
-    snprintf(res->node_id, sizeof(res->node_id), "%s", PQgetvalue(r, 0, S_NODE));
+    snprintf(res->node_id, sizeof(res->node_id), "%s",
+             PQgetvalue(r, 0, S_NODE));
     snprintf(name, sizeof(name), "%s", PQgetvalue(r, 0, S_NAME));
     cmd.site_id = res->site_id;
     cmd.purge_data = purge != 0;
     /* The command row outlives the site: it is about the node. */
-    rc = command_insert(c, NULL, res->node_id, "site.delete", &cmd.base, who, res);
+    rc = command_insert(c, NULL, res->node_id, "site.delete", &cmd.base, who,
+                        res);
     if (rc == 0)
         rc = db_run(c, "site_delete", 1, &site_id, &n);
     if (rc == 0 && n != 1)
@@ -603,8 +643,8 @@ static void answer(http_resp *resp, const site_result *res)
     }
     j = json_pack("{s:{s:s, s:s}, s:s, s:s, s:s, s:s}", "error", "code",
                   berth_errname(res->code), "message", res->message, "message",
-                  res->message, "id", res->site_id, "commandId", res->command_id,
-                  "nodeId", res->node_id);
+                  res->message, "id", res->site_id, "commandId",
+                  res->command_id, "nodeId", res->node_id);
     http_json(resp, res->status, j);
     http_header(resp, "Retry-After", "5");
 }
@@ -652,16 +692,17 @@ static json_t *site_json(panel *p, PGresult *r, int row)
                     : json_integer(atoi(PQgetvalue(r, row, S_EXIT)));
     return json_pack("{s:s, s:s, s:s, s:{s:s, s:s, s:b}, s:o, s:o, s:s, "
                      "s:{s:s, s:o, s:o, s:o}, s:s, s:s}",
-                     "id", PQgetvalue(r, row, S_ID), "name", PQgetvalue(r, row, S_NAME),
-                     "nodeId", PQgetvalue(r, row, S_NODE), "node", "id",
+                     "id", PQgetvalue(r, row, S_ID), "name",
+                     PQgetvalue(r, row, S_NAME), "nodeId",
+                     PQgetvalue(r, row, S_NODE), "node", "id",
                      PQgetvalue(r, row, S_NODE), "name",
                      known ? ni.name : PQgetvalue(r, row, S_NODE), "online",
                      known && ni.online, "spec", spec, "domains", domains,
                      "desiredState", PQgetvalue(r, row, S_DESIRED), "status",
                      "state", PQgetvalue(r, row, S_STATUS), "reason",
-                     opt_str(PQgetvalue(r, row, S_REASON)), "exitCode", exit_code,
-                     "at", opt_str(PQgetvalue(r, row, S_STATUS_AT)), "createdAt",
-                     PQgetvalue(r, row, S_CREATED), "updatedAt",
+                     opt_str(PQgetvalue(r, row, S_REASON)), "exitCode",
+                     exit_code, "at", opt_str(PQgetvalue(r, row, S_STATUS_AT)),
+                     "createdAt", PQgetvalue(r, row, S_CREATED), "updatedAt",
                      PQgetvalue(r, row, S_UPDATED));
 }
 
@@ -674,8 +715,8 @@ static int site_access(panel *p, const principal *who, const char *site_id,
 
     if (!api_site_allowed(p, who, site_id, perm)) {
         auth_perm_names(perm, names, 1);
-        http_error(resp, 403, BERTH_EPERM, "permission %s on this site required",
-                   names[0]);
+        http_error(resp, 403, BERTH_EPERM,
+                   "permission %s on this site required", names[0]);
         return BERTH_EPERM;
     }
     if (!id_uuid_valid(site_id)) {
@@ -685,7 +726,8 @@ static int site_access(panel *p, const principal *who, const char *site_id,
     return 0;
 }
 
-/* ------------------------------------------------------------ site endpoints */
+/* ------------------------------------------------------------ site endpoints
+ */
 
 void sites_list(panel *p, http_req *req, http_resp *resp)
 {
@@ -746,7 +788,8 @@ static Berth__V1__SiteSpec *spec_from_body(json_t *body, json_t *base,
 
     if (sitespec_api_merge(body, base, err, sizeof(err)) != 0 ||
         sitespec_decode(base, &spec, err, sizeof(err)) != 0)
-        http_error(resp, 400, BERTH_EINVAL, "%s", err[0] ? err : "invalid site");
+        http_error(resp, 400, BERTH_EINVAL, "%s",
+                   err[0] ? err : "invalid site");
     json_decref(base);
     return spec;
 }
@@ -836,11 +879,13 @@ void sites_delete(panel *p, http_req *req, http_resp *resp)
         site_access(p, &who, id, PERM_SITE_DELETE, resp) != 0)
         return;
     rc = http_query(req, "purge", purge, sizeof(purge));
-    if (rc < 0 || (rc == 1 && strcmp(purge, "true") != 0 && strcmp(purge, "false") != 0)) {
+    if (rc < 0 || (rc == 1 && strcmp(purge, "true") != 0 &&
+                   strcmp(purge, "false") != 0)) {
         http_error(resp, 400, BERTH_EINVAL, "purge must be true or false");
         return;
     }
-    site_op_delete(p, &who, req, id, rc == 1 && strcmp(purge, "true") == 0, &res);
+    site_op_delete(p, &who, req, id, rc == 1 && strcmp(purge, "true") == 0,
+                   &res);
     answer(resp, &res);
 }
 
@@ -899,12 +944,14 @@ void sites_grants_list(panel *p, http_req *req, http_resp *resp)
         const char *uid = PQgetvalue(r, i, 0);
 
         if (cur == NULL ||
-            strcmp(json_string_value(json_object_get(cur, "userId")), uid) != 0) {
+            strcmp(json_string_value(json_object_get(cur, "userId")), uid) !=
+                0) {
             store_user u;
 
-            cur = json_pack("{s:s, s:s, s:[]}", "userId", uid, "name",
-                            store_user_get(p->store, uid, &u) == 0 ? u.name : "",
-                            "permissions");
+            cur =
+                json_pack("{s:s, s:s, s:[]}", "userId", uid, "name",
+                          store_user_get(p->store, uid, &u) == 0 ? u.name : "",
+                          "permissions");
             json_array_append_new(arr, cur);
         }
         json_array_append_new(json_object_get(cur, "permissions"),
@@ -947,19 +994,24 @@ void sites_grants_set(panel *p, http_req *req, http_resp *resp)
                    "permissions must be a list of at most 32 site permissions");
         goto out;
     }
-    json_array_foreach(arr, i, v) {
+    json_array_foreach(arr, i, v)
+    {
         const char *n = json_string_value(v);
-        uint32_t b = n != NULL && strlen(n) <= AUTH_PERM_NAME_MAX ? auth_perm_parse(n) : 0;
+        uint32_t b = n != NULL && strlen(n) <= AUTH_PERM_NAME_MAX
+                         ? auth_perm_parse(n)
+                         : 0;
         int w;
 
         if (b == 0 || (b & ~(uint32_t)PERM_SITE_SCOPED) != 0) {
-            http_error(resp, 400, BERTH_EINVAL,
-                       "\"%.64s\" is not a site permission (site.read, site.update, "
-                       "site.delete, site.power, site.console.*, site.files.*)",
-                       n != NULL ? n : "(not a string)");
+            http_error(
+                resp, 400, BERTH_EINVAL,
+                "\"%.64s\" is not a site permission (site.read, site.update, "
+                "site.delete, site.power, site.console.*, site.files.*)",
+                n != NULL ? n : "(not a string)");
             goto out;
         }
-        w = snprintf(names + used, sizeof(names) - used, "%s%s", used ? "," : "", n);
+        w = snprintf(names + used, sizeof(names) - used, "%s%s",
+                     used ? "," : "", n);
         if (w < 0 || (size_t)w >= sizeof(names) - used) {
             http_error(resp, 400, BERTH_EINVAL, "too many permissions");
             goto out;
@@ -968,7 +1020,8 @@ void sites_grants_set(panel *p, http_req *req, http_resp *resp)
         bits |= b;
     }
     /* Nobody hands out more than they hold on the site. */
-    mine = (who.perms | store_grant_get(p->store, who.user_id, id)) & PERM_SITE_SCOPED;
+    mine = (who.perms | store_grant_get(p->store, who.user_id, id)) &
+           PERM_SITE_SCOPED;
     if ((bits & ~mine) != 0) {
         http_error(resp, 403, BERTH_EPERM,
                    "you can grant only permissions you hold on this site");
@@ -1026,17 +1079,20 @@ void commands_get(panel *p, http_req *req, http_resp *resp)
      * deletion) needs site.read globally, unless the caller issued it. */
     if (!(PQgetisnull(r, 0, C_SITE)
               ? (who.perms & PERM_SITE_READ) != 0
-              : api_site_allowed(p, &who, PQgetvalue(r, 0, C_SITE), PERM_SITE_READ)) &&
+              : api_site_allowed(p, &who, PQgetvalue(r, 0, C_SITE),
+                                 PERM_SITE_READ)) &&
         strcmp(PQgetvalue(r, 0, C_USER), who.user_id) != 0) {
-        http_error(resp, 403, BERTH_EPERM, "permission site.read on this site required");
+        http_error(resp, 403, BERTH_EPERM,
+                   "permission site.read on this site required");
         goto out;
     }
     http_json(resp, 200,
               json_pack("{s:s, s:o, s:s, s:s, s:s, s:o, s:s, s:s}", "id",
                         PQgetvalue(r, 0, C_ID), "siteId",
                         opt_str(PQgetvalue(r, 0, C_SITE)), "nodeId",
-                        PQgetvalue(r, 0, C_NODE), "kind", PQgetvalue(r, 0, C_KIND),
-                        "state", PQgetvalue(r, 0, C_STATE), "error",
+                        PQgetvalue(r, 0, C_NODE), "kind",
+                        PQgetvalue(r, 0, C_KIND), "state",
+                        PQgetvalue(r, 0, C_STATE), "error",
                         opt_str(PQgetvalue(r, 0, C_ERROR)), "createdAt",
                         PQgetvalue(r, 0, C_CREATED), "updatedAt",
                         PQgetvalue(r, 0, C_UPDATED)));

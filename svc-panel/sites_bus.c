@@ -29,7 +29,7 @@
 #include "svc-panel/sitespec.h"
 
 #define SITES_REASON_MAX 1024 /* sites.status_reason */
-#define SITES_ERROR_MAX 4096  /* commands.error */
+#define SITES_ERROR_MAX  4096 /* commands.error */
 
 struct sites {
     panel *p;
@@ -133,8 +133,8 @@ out:
 static int reply_failure(bus_msg *m, const site_result *res)
 {
     if (res->command_id[0] != '\0')
-        return bus_reply_error(m, res->code, "%s (site %s, command %s)", res->message,
-                               res->site_id, res->command_id);
+        return bus_reply_error(m, res->code, "%s (site %s, command %s)",
+                               res->message, res->site_id, res->command_id);
     return bus_reply_error(m, res->code, "%s", res->message);
 }
 
@@ -158,7 +158,8 @@ static int on_power(bus_msg *m, void *ud)
     const Berth__V1__SitePower *req = (const Berth__V1__SitePower *)m->msg;
     site_result res;
 
-    if (site_op_power(s->p, NULL, NULL, req->site_id, (int)req->action, &res) != 0)
+    if (site_op_power(s->p, NULL, NULL, req->site_id, (int)req->action, &res) !=
+        0)
         return reply_failure(m, &res);
     return reply_site(m, s->p, &res);
 }
@@ -170,7 +171,8 @@ static int on_delete(bus_msg *m, void *ud)
     Berth__V1__Ack ack = BERTH__V1__ACK__INIT;
     site_result res;
 
-    if (site_op_delete(s->p, NULL, NULL, req->site_id, req->purge_data, &res) != 0)
+    if (site_op_delete(s->p, NULL, NULL, req->site_id, req->purge_data, &res) !=
+        0)
         return reply_failure(m, &res);
     ack.id = res.command_id;
     return bus_reply(m, &ack.base);
@@ -181,7 +183,8 @@ static int on_delete(bus_msg *m, void *ud)
 static int on_sync(bus_msg *m, void *ud)
 {
     sites *s = ud;
-    const Berth__V1__NodeSyncRequest *req = (const Berth__V1__NodeSyncRequest *)m->msg;
+    const Berth__V1__NodeSyncRequest *req =
+        (const Berth__V1__NodeSyncRequest *)m->msg;
     Berth__V1__NodeSyncReply reply = BERTH__V1__NODE_SYNC_REPLY__INIT;
     Berth__V1__SiteSpec *specs = NULL, **ptrs = NULL, **owned = NULL;
     char node[NODES_ID_MAX + 1];
@@ -193,9 +196,10 @@ static int on_sync(bus_msg *m, void *ud)
     if (token(m->subject, 2, node, sizeof(node)) != 0 || !nodes_id_valid(node))
         return bus_reply_error(m, BERTH_EINVAL, "not a node id");
     if (req->node_id[0] != '\0' && strcmp(req->node_id, node) != 0)
-        return bus_reply_error(m, BERTH_EINVAL,
-                               "node_id \"%.64s\" does not match the subject's \"%s\"",
-                               req->node_id, node);
+        return bus_reply_error(
+            m, BERTH_EINVAL,
+            "node_id \"%.64s\" does not match the subject's \"%s\"",
+            req->node_id, node);
     rc = db_acquire(s->p->db, SITES_DB_WAIT_MS, &c);
     if (rc == 0) {
         rc = db_exec(c, "site_list_node", 1, &param, &r);
@@ -268,8 +272,8 @@ static int apply_status(panel *p, bus_msg *m)
     if (token(m->subject, 2, node, sizeof(node)) != 0 ||
         token(m->subject, 3, site, sizeof(site)) != 0 || !id_uuid_valid(site) ||
         (st->site_id[0] != '\0' && strcasecmp(st->site_id, site) != 0)) {
-        log_warn("site status with a bad subject or site id ignored", "subject=%s",
-                 m->subject);
+        log_warn("site status with a bad subject or site id ignored",
+                 "subject=%s", m->subject);
         return 0;
     }
     rc = db_acquire(p->db, SITES_DB_WAIT_MS, &c);
@@ -278,26 +282,32 @@ static int apply_status(panel *p, bus_msg *m)
     if (rc != 0)
         goto out;
     if (PQntuples(r) != 1) {
-        log_info("status of an unknown site ignored", "site=%s node=%s", site, node);
+        log_info("status of an unknown site ignored", "site=%s node=%s", site,
+                 node);
         goto out;
     }
     if (strcmp(PQgetvalue(r, 0, 2), node) != 0) {
-        log_warn("site status from a node the site is not on ignored", "site=%s "
-                 "node=%s site_node=%s", site, node, PQgetvalue(r, 0, 2));
+        log_warn("site status from a node the site is not on ignored",
+                 "site=%s "
+                 "node=%s site_node=%s",
+                 site, node, PQgetvalue(r, 0, 2));
         goto out;
     }
-    utf8_cut(st->reason[0] == '\0' && st->oom_killed ? "out of memory" : st->reason,
+    utf8_cut(st->reason[0] == '\0' && st->oom_killed ? "out of memory"
+                                                     : st->reason,
              SITES_REASON_MAX, reason);
     snprintf(exit_code, sizeof(exit_code), "%d", st->exit_code);
     params[0] = site;
     params[1] = sitespec_state_name(st->state);
     params[2] = reason[0] != '\0' ? reason : NULL;
-    params[3] = st->exit_code != 0 ||
-                        st->state == BERTH__V1__SITE_STATE__SITE_STATE_OFFLINE ||
-                        st->state == BERTH__V1__SITE_STATE__SITE_STATE_CRASHED
-                    ? exit_code
-                    : NULL;
-    params[4] = st->at_ms > 0 ? clock_fmt_rfc3339(at, sizeof(at), st->at_ms) : NULL;
+    params[3] =
+        st->exit_code != 0 ||
+                st->state == BERTH__V1__SITE_STATE__SITE_STATE_OFFLINE ||
+                st->state == BERTH__V1__SITE_STATE__SITE_STATE_CRASHED
+            ? exit_code
+            : NULL;
+    params[4] =
+        st->at_ms > 0 ? clock_fmt_rfc3339(at, sizeof(at), st->at_ms) : NULL;
     rc = db_run(c, "site_set_status", 5, params, NULL);
     if (rc == 0)
         log_debug("site status", "site=%s state=%s", site, params[1]);
@@ -311,7 +321,8 @@ out:
 /* command.result.<node> -> command_set_state done or failed. */
 static int apply_result(panel *p, bus_msg *m)
 {
-    const Berth__V1__CommandResult *cr = (const Berth__V1__CommandResult *)m->msg;
+    const Berth__V1__CommandResult *cr =
+        (const Berth__V1__CommandResult *)m->msg;
     char node[NODES_ID_MAX + 1], error[SITES_ERROR_MAX + 1];
     const char *params[3];
     const char *id = cr->command_id;
@@ -330,16 +341,20 @@ static int apply_result(panel *p, bus_msg *m)
     if (rc != 0)
         goto out;
     if (PQntuples(r) != 1) {
-        log_info("result of an unknown command ignored", "command=%s node=%s", id, node);
+        log_info("result of an unknown command ignored", "command=%s node=%s",
+                 id, node);
         goto out;
     }
     if (strcmp(PQgetvalue(r, 0, 2), node) != 0) {
-        log_warn("command result from another node ignored", "command=%s node=%s "
-                 "command_node=%s", id, node, PQgetvalue(r, 0, 2));
+        log_warn("command result from another node ignored",
+                 "command=%s node=%s "
+                 "command_node=%s",
+                 id, node, PQgetvalue(r, 0, 2));
         goto out;
     }
-    utf8_cut(cr->error != NULL && cr->error->message[0] != '\0' ? cr->error->message
-                                                                 : "failed",
+    utf8_cut(cr->error != NULL && cr->error->message[0] != '\0'
+                 ? cr->error->message
+                 : "failed",
              SITES_ERROR_MAX, error);
     params[0] = id;
     params[1] = cr->ok ? "done" : "failed";

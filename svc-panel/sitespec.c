@@ -16,9 +16,9 @@
 #define SITESPEC_JSON_MAX (1u << 20)
 
 const char *const sitespec_create_fields[] = {
-    "name",   "image",     "command",  "env",     "ports",
-    "memoryBytes", "cpuMillis", "pids", "domains", "node",
-    "httpPort", "stopCommand", "restart", NULL};
+    "name",        "image",       "command", "env",     "ports",
+    "memoryBytes", "cpuMillis",   "pids",    "domains", "node",
+    "httpPort",    "stopCommand", "restart", NULL};
 
 const char *const sitespec_update_fields[] = {
     "image", "command", "env",      "ports",       "memoryBytes", "cpuMillis",
@@ -26,11 +26,26 @@ const char *const sitespec_update_fields[] = {
 
 /* ------------------------------------------------------------ characters */
 
-static int is_lower(int c) { return c >= 'a' && c <= 'z'; }
-static int is_upper(int c) { return c >= 'A' && c <= 'Z'; }
-static int is_digit(int c) { return c >= '0' && c <= '9'; }
-static int is_lower_alnum(int c) { return is_lower(c) || is_digit(c); }
-static int is_alnum(int c) { return is_lower(c) || is_upper(c) || is_digit(c); }
+static int is_lower(int c)
+{
+    return c >= 'a' && c <= 'z';
+}
+static int is_upper(int c)
+{
+    return c >= 'A' && c <= 'Z';
+}
+static int is_digit(int c)
+{
+    return c >= '0' && c <= '9';
+}
+static int is_lower_alnum(int c)
+{
+    return is_lower(c) || is_digit(c);
+}
+static int is_alnum(int c)
+{
+    return is_lower(c) || is_upper(c) || is_digit(c);
+}
 static int is_hex(int c)
 {
     return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
@@ -234,7 +249,8 @@ int sitespec_image_valid(const char *image)
     slash = strchr(ref, '/');
     if (slash != NULL) {
         size_t fl = (size_t)(slash - ref);
-        int registry = memchr(ref, '.', fl) != NULL || memchr(ref, ':', fl) != NULL ||
+        int registry = memchr(ref, '.', fl) != NULL ||
+                       memchr(ref, ':', fl) != NULL ||
                        (fl == 9 && strncmp(ref, "localhost", 9) == 0);
         size_t i;
 
@@ -248,7 +264,8 @@ int sitespec_image_valid(const char *image)
     }
     for (;;) {
         end = strchr(path, '/');
-        if (!path_component_valid(path, end ? (size_t)(end - path) : strlen(path)))
+        if (!path_component_valid(path,
+                                  end ? (size_t)(end - path) : strlen(path)))
             return 0;
         if (end == NULL)
             return 1;
@@ -316,7 +333,8 @@ static int env_key_valid(const char *k)
     size_t n = strlen(k), i;
 
     if (n == 0 || n > SITESPEC_ENV_KEY_MAX ||
-        !(is_lower((unsigned char)k[0]) || is_upper((unsigned char)k[0]) || k[0] == '_'))
+        !(is_lower((unsigned char)k[0]) || is_upper((unsigned char)k[0]) ||
+          k[0] == '_'))
         return 0;
     for (i = 1; i < n; i++) {
         if (!is_alnum((unsigned char)k[i]) && k[i] != '_' && k[i] != '.')
@@ -352,26 +370,32 @@ static int check_ports(const Berth__V1__SiteSpec *in, sitespec_canon *c,
 
         *p = *in->ports[i];
         if (p->container_port < 1 || p->container_port > 65535)
-            return fail(err, errlen, "ports[%zu].containerPort must be 1..65535", i);
+            return fail(err, errlen,
+                        "ports[%zu].containerPort must be 1..65535", i);
         if (p->host_port > 65535)
             return fail(err, errlen, "ports[%zu].hostPort must be 1..65535", i);
         if (p->protocol[0] == '\0')
             p->protocol = (char *)"tcp";
         if (strcmp(p->protocol, "tcp") != 0 && strcmp(p->protocol, "udp") != 0)
-            return fail(err, errlen, "ports[%zu].protocol must be \"tcp\" or \"udp\"", i);
-        if (p->host_ip[0] != '\0' && inet_pton(AF_INET, p->host_ip, addr) != 1 &&
+            return fail(err, errlen,
+                        "ports[%zu].protocol must be \"tcp\" or \"udp\"", i);
+        if (p->host_ip[0] != '\0' &&
+            inet_pton(AF_INET, p->host_ip, addr) != 1 &&
             inet_pton(AF_INET6, p->host_ip, addr) != 1)
-            return fail(err, errlen, "ports[%zu].hostIp is not an IP address", i);
+            return fail(err, errlen, "ports[%zu].hostIp is not an IP address",
+                        i);
         for (j = 0; j < i; j++) {
             const Berth__V1__PortBinding *q = &c->ports[j];
 
             if (strcmp(p->protocol, q->protocol) != 0)
                 continue;
             if (p->container_port == q->container_port)
-                return fail(err, errlen, "ports[%zu]: container port %u/%s is listed twice",
+                return fail(err, errlen,
+                            "ports[%zu]: container port %u/%s is listed twice",
                             i, p->container_port, p->protocol);
             if (p->host_port != 0 && p->host_port == q->host_port)
-                return fail(err, errlen, "ports[%zu]: host port %u/%s is listed twice", i,
+                return fail(err, errlen,
+                            "ports[%zu]: host port %u/%s is listed twice", i,
                             p->host_port, p->protocol);
         }
         c->port_ptrs[i] = p;
@@ -393,8 +417,10 @@ static int check_limits(const Berth__V1__SiteSpec *in, sitespec_canon *c,
         l->cpu_millis = SITESPEC_CPU_DEFAULT;
     if (l->pids == 0)
         l->pids = SITESPEC_PIDS_DEFAULT;
-    if (l->memory_bytes < SITESPEC_MEMORY_MIN || l->memory_bytes > SITESPEC_MEMORY_MAX)
-        return fail(err, errlen, "memoryBytes must be %llu (6 MiB) to %llu (1 TiB)",
+    if (l->memory_bytes < SITESPEC_MEMORY_MIN ||
+        l->memory_bytes > SITESPEC_MEMORY_MAX)
+        return fail(err, errlen,
+                    "memoryBytes must be %llu (6 MiB) to %llu (1 TiB)",
                     SITESPEC_MEMORY_MIN, SITESPEC_MEMORY_MAX);
     if (l->cpu_millis < SITESPEC_CPU_MIN || l->cpu_millis > SITESPEC_CPU_MAX)
         return fail(err, errlen, "cpuMillis must be %d to %d (1000 = one core)",
@@ -415,14 +441,15 @@ static int check_domains(const Berth__V1__SiteSpec *in, sitespec_canon *c,
         return fail(err, errlen, "domains: at most %d", SITESPEC_DOMAINS_MAX);
     for (i = 0; i < in->n_domains; i++) {
         if (sitespec_domain_normalize(in->domains[i], c->domains[i]) != 0)
-            return fail(err, errlen,
-                        "domains[%zu] \"%.64s\" is not a hostname (letters, digits and "
-                        "'-' in labels of 1..63, two labels or more, no wildcards)",
-                        i, in->domains[i]);
+            return fail(
+                err, errlen,
+                "domains[%zu] \"%.64s\" is not a hostname (letters, digits and "
+                "'-' in labels of 1..63, two labels or more, no wildcards)",
+                i, in->domains[i]);
         for (j = 0; j < i; j++) {
             if (strcmp(c->domains[i], c->domains[j]) == 0)
-                return fail(err, errlen, "domains[%zu] \"%s\" is listed twice", i,
-                            c->domains[i]);
+                return fail(err, errlen, "domains[%zu] \"%s\" is listed twice",
+                            i, c->domains[i]);
         }
         c->domain_ptrs[i] = c->domains[i];
     }
@@ -440,19 +467,24 @@ int sitespec_check(const Berth__V1__SiteSpec *in, sitespec_canon *c, char *err,
     memset(c, 0, sizeof(*c));
     c->spec = *in;
     if (!sitespec_name_valid(in->name))
-        return fail(err, errlen,
-                    "name must be 1 to %d lower-case letters, digits and '-', starting "
-                    "and ending with a letter or digit",
-                    SITESPEC_NAME_MAX);
+        return fail(
+            err, errlen,
+            "name must be 1 to %d lower-case letters, digits and '-', starting "
+            "and ending with a letter or digit",
+            SITESPEC_NAME_MAX);
     if (in->image[0] == '\0')
         return fail(err, errlen, "image is required");
     if (!sitespec_image_valid(in->image))
-        return fail(err, errlen, "image \"%.128s\" is not a valid image reference",
+        return fail(err, errlen,
+                    "image \"%.128s\" is not a valid image reference",
                     in->image);
-    if (in->node_id[0] != '\0' && (strlen(in->node_id) > 64 || !bus_token_valid(in->node_id)))
-        return fail(err, errlen, "node \"%.64s\" is not a node id", in->node_id);
+    if (in->node_id[0] != '\0' &&
+        (strlen(in->node_id) > 64 || !bus_token_valid(in->node_id)))
+        return fail(err, errlen, "node \"%.64s\" is not a node id",
+                    in->node_id);
     if (in->n_command > SITESPEC_ARGS_MAX)
-        return fail(err, errlen, "command: at most %d arguments", SITESPEC_ARGS_MAX);
+        return fail(err, errlen, "command: at most %d arguments",
+                    SITESPEC_ARGS_MAX);
     for (i = 0; i < in->n_command; i++) {
         if (strlen(in->command[i]) > SITESPEC_ARG_BYTES)
             return fail(err, errlen, "command[%zu] is longer than %d bytes", i,
@@ -483,16 +515,19 @@ int sitespec_check(const Berth__V1__SiteSpec *in, sitespec_canon *c, char *err,
         return fail(err, errlen, "stopCommand is longer than %d bytes",
                     SITESPEC_STOP_COMMAND_MAX);
     if (!signal_valid(in->stop_signal))
-        return fail(err, errlen, "stopSignal must be a signal name such as SIGTERM");
+        return fail(err, errlen,
+                    "stopSignal must be a signal name such as SIGTERM");
     if (in->stop_timeout_seconds > 3600)
         return fail(err, errlen, "stopTimeoutSeconds must be at most 3600");
     c->restart = in->restart != NULL ? *in->restart : rinit;
     if (c->restart.mode == BERTH__V1__RESTART_POLICY__MODE__MODE_UNSPECIFIED)
         c->restart.mode = BERTH__V1__RESTART_POLICY__MODE__MODE_ON_FAILURE;
     if (c->restart.mode > BERTH__V1__RESTART_POLICY__MODE__MODE_ALWAYS)
-        return fail(err, errlen, "restart must be \"never\", \"on-failure\" or \"always\"");
+        return fail(err, errlen,
+                    "restart must be \"never\", \"on-failure\" or \"always\"");
     if (c->restart.max_restarts > 1000 || c->restart.window_seconds > 86400)
-        return fail(err, errlen, "restart: at most 1000 restarts in at most 86400 s");
+        return fail(err, errlen,
+                    "restart: at most 1000 restarts in at most 86400 s");
     c->spec.restart = &c->restart;
     return 0;
 }
@@ -506,7 +541,8 @@ static int is_string_array(json_t *v)
 
     if (!json_is_array(v))
         return 0;
-    json_array_foreach(v, i, e) {
+    json_array_foreach(v, i, e)
+    {
         if (!json_is_string(e))
             return 0;
     }
@@ -520,7 +556,8 @@ static int is_string_object(json_t *v)
 
     if (!json_is_object(v))
         return 0;
-    json_object_foreach(v, k, e) {
+    json_object_foreach(v, k, e)
+    {
         if (!json_is_string(e))
             return 0;
     }
@@ -534,14 +571,16 @@ static int set_or_del(json_t *obj, const char *key, json_t *v)
     return json_object_set(obj, key, v) == 0 ? 0 : BERTH_ENOMEM;
 }
 
-static const char *const limit_keys[] = {"memoryBytes", "cpuMillis", "pids", NULL};
+static const char *const limit_keys[] = {"memoryBytes", "cpuMillis", "pids",
+                                         NULL};
 
 int sitespec_api_merge(json_t *body, json_t *proto, char *err, size_t errlen)
 {
     const char *key;
     json_t *v;
 
-    json_object_foreach(body, key, v) {
+    json_object_foreach(body, key, v)
+    {
         const char *const *lk;
         int is_limit = 0;
 
@@ -550,8 +589,8 @@ int sitespec_api_merge(json_t *body, json_t *proto, char *err, size_t errlen)
         if (json_is_null(v)) {
             /* falls through to set_or_del below, which deletes */
         } else if (strcmp(key, "name") == 0 || strcmp(key, "image") == 0 ||
-                   strcmp(key, "stopCommand") == 0 || strcmp(key, "node") == 0 ||
-                   strcmp(key, "restart") == 0) {
+                   strcmp(key, "stopCommand") == 0 ||
+                   strcmp(key, "node") == 0 || strcmp(key, "restart") == 0) {
             if (!json_is_string(v))
                 return fail(err, errlen, "%s must be a string", key);
         } else if (strcmp(key, "command") == 0 || strcmp(key, "domains") == 0) {
@@ -565,14 +604,16 @@ int sitespec_api_merge(json_t *body, json_t *proto, char *err, size_t errlen)
                 return fail(err, errlen, "ports must be a list of objects");
         } else if (is_limit || strcmp(key, "httpPort") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 0)
-                return fail(err, errlen, "%s must be a non-negative integer", key);
+                return fail(err, errlen, "%s must be a non-negative integer",
+                            key);
         }
         if (is_limit) {
             json_t *limits = json_object_get(proto, "limits");
 
             if (!json_is_object(limits)) {
                 limits = json_object();
-                if (limits == NULL || json_object_set_new(proto, "limits", limits) != 0)
+                if (limits == NULL ||
+                    json_object_set_new(proto, "limits", limits) != 0)
                     return BERTH_ENOMEM;
             }
             if (set_or_del(limits, key, v) != 0)
@@ -581,7 +622,8 @@ int sitespec_api_merge(json_t *body, json_t *proto, char *err, size_t errlen)
             if (set_or_del(proto, "nodeId", v) != 0)
                 return BERTH_ENOMEM;
         } else if (strcmp(key, "restart") == 0) {
-            static const char *const modes[] = {"never", "on-failure", "always"};
+            static const char *const modes[] = {"never", "on-failure",
+                                                "always"};
             static const char *const names[] = {"MODE_NEVER", "MODE_ON_FAILURE",
                                                 "MODE_ALWAYS"};
             const char *word = json_string_value(v);
@@ -592,12 +634,14 @@ int sitespec_api_merge(json_t *body, json_t *proto, char *err, size_t errlen)
                     found = i;
             }
             if (word != NULL && found < 0)
-                return fail(err, errlen,
-                            "restart must be \"never\", \"on-failure\" or \"always\"");
+                return fail(
+                    err, errlen,
+                    "restart must be \"never\", \"on-failure\" or \"always\"");
             if (word == NULL)
                 json_object_del(proto, "restart");
-            else if (json_object_set_new(proto, "restart",
-                                         json_pack("{s:s}", "mode", names[found])) != 0)
+            else if (json_object_set_new(
+                         proto, "restart",
+                         json_pack("{s:s}", "mode", names[found])) != 0)
                 return BERTH_ENOMEM;
         } else if (set_or_del(proto, key, v) != 0) {
             return BERTH_ENOMEM;
@@ -613,8 +657,8 @@ int sitespec_decode_text(const char *text, Berth__V1__SiteSpec **out, char *err,
     int rc;
 
     *out = NULL;
-    rc = codec_from_json(&berth__v1__site_spec__descriptor, text, strlen(text), &m,
-                         err, errlen);
+    rc = codec_from_json(&berth__v1__site_spec__descriptor, text, strlen(text),
+                         &m, err, errlen);
     if (rc == 0)
         *out = (Berth__V1__SiteSpec *)m;
     return rc;
@@ -667,7 +711,7 @@ const char *sitespec_restart_name(int mode)
 
 const char *sitespec_state_name(int state)
 {
-    static const char *const names[] = {"unknown", "offline", "starting",
+    static const char *const names[] = {"unknown", "offline",  "starting",
                                         "running", "stopping", "crashed",
                                         "missing", "deleted"};
 
@@ -700,19 +744,21 @@ json_t *sitespec_api_json(const Berth__V1__SiteSpec *s)
         json_object_set_new(env, s->env[i]->key, json_string(s->env[i]->value));
     for (i = 0; i < s->n_ports; i++) {
         const Berth__V1__PortBinding *p = s->ports[i];
-        json_t *o = json_pack("{s:i, s:i, s:s}", "containerPort", (int)p->container_port,
-                              "hostPort", (int)p->host_port, "protocol",
-                              p->protocol[0] ? p->protocol : "tcp");
+        json_t *o =
+            json_pack("{s:i, s:i, s:s}", "containerPort",
+                      (int)p->container_port, "hostPort", (int)p->host_port,
+                      "protocol", p->protocol[0] ? p->protocol : "tcp");
 
         if (o != NULL && p->host_ip[0] != '\0')
             json_object_set_new(o, "hostIp", json_string(p->host_ip));
         json_array_append_new(ports, o);
     }
-    return json_pack("{s:s, s:o, s:o, s:o, s:I, s:i, s:i, s:i, s:s, s:s}", "image",
-                     s->image, "command", cmd, "env", env, "ports", ports,
-                     "memoryBytes", (json_int_t)(l ? l->memory_bytes : 0), "cpuMillis",
-                     (int)(l ? l->cpu_millis : 0), "pids", (int)(l ? l->pids : 0),
-                     "httpPort", (int)s->http_port, "stopCommand", s->stop_command,
-                     "restart",
-                     sitespec_restart_name(s->restart ? (int)s->restart->mode : 0));
+    return json_pack(
+        "{s:s, s:o, s:o, s:o, s:I, s:i, s:i, s:i, s:s, s:s}", "image", s->image,
+        "command", cmd, "env", env, "ports", ports, "memoryBytes",
+        (json_int_t)(l ? l->memory_bytes : 0), "cpuMillis",
+        (int)(l ? l->cpu_millis : 0), "pids", (int)(l ? l->pids : 0),
+        "httpPort", (int)s->http_port, "stopCommand", s->stop_command,
+        "restart",
+        sitespec_restart_name(s->restart ? (int)s->restart->mode : 0));
 }

@@ -11,19 +11,19 @@
  * API fields (POST /sites; PATCH takes the same without name and node):
  *
  *   name         [a-z0-9-], 1..63, starting and ending with a letter/digit
- *   image        a Docker image reference ("nginx:1.25", "reg:5000/a/b@sha256:...")
- *   command      [string], at most 64 of at most 4096 bytes
- *   env          {NAME: value}, at most 256; NAME is [A-Za-z_][A-Za-z0-9_.]*
- *   ports        [{containerPort, hostPort?, protocol?: "tcp"|"udp", hostIp?}], at most 32
- *   memoryBytes  integer bytes, 6 MiB .. 1 TiB (default 256 MiB)
- *   cpuMillis    1000 = one core, 10 .. 1024000 (default 1000)
+ *   image        a Docker image reference ("nginx:1.25",
+ * "reg:5000/a/b@sha256:...") command      [string], at most 64 of at most 4096
+ * bytes env          {NAME: value}, at most 256; NAME is
+ * [A-Za-z_][A-Za-z0-9_.]* ports        [{containerPort, hostPort?, protocol?:
+ * "tcp"|"udp", hostIp?}], at most 32 memoryBytes  integer bytes, 6 MiB .. 1 TiB
+ * (default 256 MiB) cpuMillis    1000 = one core, 10 .. 1024000 (default 1000)
  *   pids         16 .. 1000000 (default 1024)
  *   domains      [hostname], at most 32, stored lower-case without a final dot;
  *                at least two labels, no wildcards, no IP addresses
  *   node         a node id (default: placement picks one)
- *   httpPort     the container port domains route to (default 80 when domains are set)
- *   stopCommand  written to the console to stop the site (default: a signal)
- *   restart      "never" | "on-failure" | "always" (default "on-failure")
+ *   httpPort     the container port domains route to (default 80 when domains
+ * are set) stopCommand  written to the console to stop the site (default: a
+ * signal) restart      "never" | "on-failure" | "always" (default "on-failure")
  *
  * Threads: everything here is pure; any thread may call it.
  */
@@ -36,27 +36,27 @@
 
 #include "site.pb-c.h"
 
-#define SITESPEC_NAME_MAX 63
-#define SITESPEC_IMAGE_MAX 512
-#define SITESPEC_ARGS_MAX 64
-#define SITESPEC_ARG_BYTES 4096
-#define SITESPEC_ENV_MAX 256
-#define SITESPEC_ENV_KEY_MAX 256
-#define SITESPEC_ENV_VALUE_MAX 32768
-#define SITESPEC_PORTS_MAX 32
-#define SITESPEC_DOMAINS_MAX 32
-#define SITESPEC_DOMAIN_MAX 253
+#define SITESPEC_NAME_MAX         63
+#define SITESPEC_IMAGE_MAX        512
+#define SITESPEC_ARGS_MAX         64
+#define SITESPEC_ARG_BYTES        4096
+#define SITESPEC_ENV_MAX          256
+#define SITESPEC_ENV_KEY_MAX      256
+#define SITESPEC_ENV_VALUE_MAX    32768
+#define SITESPEC_PORTS_MAX        32
+#define SITESPEC_DOMAINS_MAX      32
+#define SITESPEC_DOMAIN_MAX       253
 #define SITESPEC_STOP_COMMAND_MAX 1024
 
-#define SITESPEC_MEMORY_MIN (6ull << 20)
-#define SITESPEC_MEMORY_MAX (1ull << 40)
+#define SITESPEC_MEMORY_MIN     (6ull << 20)
+#define SITESPEC_MEMORY_MAX     (1ull << 40)
 #define SITESPEC_MEMORY_DEFAULT (256ull << 20)
-#define SITESPEC_CPU_MIN 10
-#define SITESPEC_CPU_MAX 1024000
-#define SITESPEC_CPU_DEFAULT 1000
-#define SITESPEC_PIDS_MIN 16
-#define SITESPEC_PIDS_MAX 1000000
-#define SITESPEC_PIDS_DEFAULT 1024
+#define SITESPEC_CPU_MIN        10
+#define SITESPEC_CPU_MAX        1024000
+#define SITESPEC_CPU_DEFAULT    1000
+#define SITESPEC_PIDS_MIN       16
+#define SITESPEC_PIDS_MAX       1000000
+#define SITESPEC_PIDS_DEFAULT   1024
 
 /* A validated spec. spec is a shallow copy of the input with defaults
  * filled in and domains normalised; its pointers lead into this struct and
@@ -102,8 +102,8 @@ int sitespec_api_merge(json_t *body, json_t *proto, char *err, size_t errlen);
  * code (BERTH_EPROTO ...) with err naming the field. */
 int sitespec_decode(json_t *proto, Berth__V1__SiteSpec **out, char *err,
                     size_t errlen);
-int sitespec_decode_text(const char *text, Berth__V1__SiteSpec **out,
-                         char *err, size_t errlen);
+int sitespec_decode_text(const char *text, Berth__V1__SiteSpec **out, char *err,
+                         size_t errlen);
 
 /* The stored form: proto3 JSON of s without id, name, node_id and
  * should_run. Returns NULL on ENOMEM; caller frees with free(). */
