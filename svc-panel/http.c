@@ -1,5 +1,10 @@
 /* http.c - the panel's HTTP and websocket server on libwebsockets.
  *
+ * This file holds the lws context and loop, the connection state machine,
+ * the worker pool and dispatch. Websockets are in http_ws.c, response
+ * helpers, query decoding and metrics in http_util.c; the structs the
+ * three share are in http_int.h.
+ *
  * Threads. http_run() runs the lws event loop, which owns every connection,
  * every struct conn and every http_ws. `workers` threads run the handlers of
  * routes without HTTP_FAST. The two sides meet only in two locked queues:
@@ -39,13 +44,13 @@
  * the connection.
  */
 #include "svc-panel/http.h"
+#include "svc-panel/http_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,20 +94,6 @@ static const struct method_def {
 
 #define NMETHODS ((int)(sizeof(methods) / sizeof(methods[0])))
 
-/* The latency histogram's upper bounds (Prometheus' default buckets). */
-static const struct bucket {
-    const char *le;
-    int64_t ns;
-} buckets[] = {
-    {"0.0005", 500000},    {"0.001", 1000000},     {"0.0025", 2500000},
-    {"0.005", 5000000},    {"0.01", 10000000},     {"0.025", 25000000},
-    {"0.05", 50000000},    {"0.1", 100000000},     {"0.25", 250000000},
-    {"0.5", 500000000},    {"1", 1000000000},      {"2.5", 2500000000},
-    {"5", 5000000000},
-};
-
-#define NBUCKETS ((int)(sizeof(buckets) / sizeof(buckets[0])))
-
 /* Content types of streamed files, by extension. */
 static const struct mime {
     const char *ext;
@@ -125,285 +116,22 @@ static const struct mime {
 
 /* ------------------------------------------------------------------ types */
 
-enum qkind { Q_CONN, Q_POST };
-
-/* A link in the work or done queue; first member of conn and post. */
-struct qitem {
-    struct qitem *next;
-    enum qkind kind;
-};
-
+/* A function for the loop thread, queued by http_post(). */
 struct post {
     struct qitem q;
     void (*fn)(panel *p, void *arg);
     void *arg;
 };
 
-enum conn_state {
-    CONN_IDLE,
-    CONN_BODY,
-    CONN_QUEUED,
-    CONN_WRITING,
-    CONN_CLOSING,
-};
-
-enum ck_state {
-    CK_SIZE,
-    CK_EXT,
-    CK_SIZE_LF,
-    CK_DATA,
-    CK_DATA_CR,
-    CK_DATA_LF,
-    CK_TRAILER,
-    CK_TRAILER_LINE,
-    CK_END_LF,
-    CK_DONE,
-};
-
-/* The state of a chunked-encoding decoder. */
-struct chunked {
-    enum ck_state st;
-    uint64_t left; /* bytes of the current chunk, or its size being read */
-    int digits;
-    int too_big; /* past the cap: data is no longer stored */
-};
-
 /* Offsets into conn.strs, fixed up into http_req pointers. */
 #define NO_STR ((size_t)-1)
-
-typedef struct conn {
-    struct qitem q; /* first: the queues link conns */
-    http_server *s;
-    struct lws *wsi; /* NULL once the connection is gone */
-    enum conn_state state;
-    int orphan; /* the connection died while QUEUED */
-
-    /* the request */
-    int route;     /* the handler, an index into s->routes, or -1 */
-    int label;     /* the metrics label: a route index, LABEL_* */
-    int method_ix; /* index into methods[], or -1 */
-    int64_t t0;
-    http_req req;
-    buf strs; /* path, query, headers, params; NUL-separated */
-    size_t o_path, o_query, o_auth, o_ctype, o_ua, o_params[HTTP_MAX_PARAMS];
-    buf body;
-    size_t cap;             /* this route's body cap */
-    uint64_t content_length;
-    int has_length;
-    int chunked;
-    struct chunked ck;
-    uint64_t drained;
-    int draining;    /* a rejected chunked body still arriving */
-    int lingering;   /* a rejected counted body still arriving */
-    int completions; /* HTTP_BODY_COMPLETION calls for this request */
-    int close_after; /* close once the response is out */
-    int conn_close;  /* the client asked for Connection: close */
-    int keep_10;     /* HTTP/1.0 with keep-alive */
-    int head;
-    char ip[64]; /* the peer, read once per connection */
-
-    /* the response */
-    http_resp resp;
-    int hdr_sent;
-    size_t off;
-    int fd;
-    uint64_t file_left;
-    char allow[64]; /* Allow header for 405 and OPTIONS, or "" */
-
-    http_ws *ws;
-} conn;
-
-/* A queued outgoing websocket message; data has LWS_PRE bytes in front. */
-struct wsmsg {
-    struct wsmsg *next;
-    size_t len;
-    unsigned char data[];
-};
-
-struct http_ws {
-    http_server *s;
-    struct lws *wsi;
-    void *data;
-    int open;    /* the open hook accepted: close will be called */
-    int closing; /* http_ws_close() or the close hook is running */
-    struct wsmsg *head, *tail;
-    int nmsgs;
-    size_t nbytes;
-    buf rx; /* the message being received, capped */
-};
-
-struct mslot {
-    int used;
-    int label;
-    int method_ix;
-    int status;
-    uint64_t n;
-};
-
-struct http_server {
-    panel *p;
-    struct lws_context *ctx;
-    const http_route *routes;
-    int nroutes;
-    http_ws_hooks ws;
-    int ws_on;
-    int port;
-    atomic_int stop;
-    struct lws_protocols protocols[2];
-
-    /* work queue */
-    pthread_mutex_t qlock;
-    pthread_cond_t qcond;
-    struct qitem *qhead, *qtail;
-    int qlen;
-    int qstop;
-    pthread_t *threads;
-    int nthreads;
-
-    /* done queue */
-    pthread_mutex_t dlock;
-    struct qitem *dhead, *dtail;
-    int dbell; /* a wake-up is pending */
-
-    /* loop thread only */
-    unsigned char *wbuf; /* LWS_PRE + HTTP_HDR_ROOM + HTTP_CHUNK */
-    int dying;           /* http_free() is closing everything */
-    atomic_int nws;
-
-    /* metrics */
-    pthread_mutex_t mlock;
-    struct mslot *slots;
-    size_t nslots; /* a power of two */
-    uint64_t hist[NBUCKETS + 1];
-    int64_t sum_ns;
-    uint64_t count;
-};
-
-#define LABEL_UNMATCHED(s) ((s)->nroutes)
-#define LABEL_WS(s) ((s)->nroutes + 1)
 
 static int conn_write(conn *c);
 static int dispatch(conn *c);
 
 /* ------------------------------------------------------------------ utils */
 
-/* Copies s into dst (size bytes) replacing every byte that does not start a
- * well-formed UTF-8 sequence with U+FFFD; truncates on a character
- * boundary. */
-static void utf8_clean(char *dst, size_t size, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t o = 0;
-
-    while (*p) {
-        unsigned char c = *p;
-        size_t n = 0, i;
-        unsigned cp = 0;
-        int ok = 1;
-
-        if (c < 0x80)
-            n = 1;
-        else if (c >= 0xc2 && c <= 0xdf)
-            n = 2, cp = c & 0x1f;
-        else if (c >= 0xe0 && c <= 0xef)
-            n = 3, cp = c & 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4)
-            n = 4, cp = c & 0x07;
-        else
-            ok = 0;
-        for (i = 1; ok && i < n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                ok = 0;
-            else
-                cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        if (ok && n > 1 &&
-            ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-             (n == 4 && (cp < 0x10000 || cp > 0x10ffff))))
-            ok = 0;
-        if (!ok) {
-            if (o + 3 >= size)
-                break;
-            memcpy(dst + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            p++;
-            continue;
-        }
-        if (o + n >= size)
-            break;
-        memcpy(dst + o, p, n);
-        o += n;
-        p += n;
-    }
-    if (size > 0)
-        dst[o] = '\0';
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes s[0..n) (percent escapes, '+' as space) into out (outlen > 0).
- * Returns the length or -1 when it does not fit. A malformed escape is kept
- * as is. */
-static int pct_decode(const char *s, size_t n, char *out, size_t outlen)
-{
-    size_t i, o = 0;
-
-    for (i = 0; i < n; i++) {
-        int c = (unsigned char)s[i];
-
-        /* "%00" stays literal: a value never holds a NUL. */
-        if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 &&
-            hexval(s[i + 2]) >= 0 && (hexval(s[i + 1]) | hexval(s[i + 2]))) {
-            c = hexval(s[i + 1]) << 4 | hexval(s[i + 2]);
-            i += 2;
-        } else if (c == '+') {
-            c = ' ';
-        }
-        if (o + 1 >= outlen)
-            return -1;
-        out[o++] = (char)c;
-    }
-    out[o] = '\0';
-    return (int)o;
-}
-
-/* Appends s percent-encoded (everything but unreserved characters). */
-static int pct_encode(buf *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t i;
-    char *w = buf_reserve(b, n * 3);
-    size_t o = 0;
-
-    if (w == NULL)
-        return BERTH_ETOOBIG;
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-            c == '~') {
-            w[o++] = (char)c;
-        } else {
-            w[o++] = '%';
-            w[o++] = hex[c >> 4];
-            w[o++] = hex[c & 15];
-        }
-    }
-    buf_commit(b, o);
-    return 0;
-}
-
-static const char *method_name(int ix)
+const char *http_method_name(int ix)
 {
     return ix >= 0 && ix < NMETHODS ? methods[ix].name : "OTHER";
 }
@@ -420,275 +148,6 @@ static void lws_log(int level, const char *line)
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
     log_error("libwebsockets", "line=%s", msg);
-}
-
-/* ------------------------------------------------------------------ metrics */
-
-static void metrics_count(http_server *s, int label, int method_ix, int status,
-                          int64_t t0)
-{
-    int64_t ns = clock_mono_ns() - t0;
-    size_t h, i;
-    int b;
-
-    if (ns < 0)
-        ns = 0;
-    h = ((size_t)label * 131u + (size_t)(method_ix + 1)) * 1031u +
-        (size_t)status;
-    pthread_mutex_lock(&s->mlock);
-    for (i = 0; i < s->nslots; i++) {
-        struct mslot *m = &s->slots[(h + i) & (s->nslots - 1)];
-
-        if (!m->used) {
-            m->used = 1;
-            m->label = label;
-            m->method_ix = method_ix;
-            m->status = status;
-        }
-        if (m->label == label && m->method_ix == method_ix &&
-            m->status == status) {
-            m->n++;
-            break;
-        }
-    }
-    for (b = 0; b < NBUCKETS && ns > buckets[b].ns; b++)
-        ;
-    s->hist[b]++;
-    s->sum_ns += ns;
-    s->count++;
-    pthread_mutex_unlock(&s->mlock);
-}
-
-static int mslot_cmp(const void *a, const void *b)
-{
-    const struct mslot *x = a, *y = b;
-
-    if (x->label != y->label)
-        return x->label < y->label ? -1 : 1;
-    if (x->method_ix != y->method_ix)
-        return x->method_ix < y->method_ix ? -1 : 1;
-    return (x->status > y->status) - (x->status < y->status);
-}
-
-/* Appends a label value with Prometheus escaping. */
-static int prom_label(buf *out, const char *v)
-{
-    int rc = 0;
-
-    for (; *v && rc == 0; v++) {
-        if (*v == '\\' || *v == '"')
-            rc = buf_putc(out, '\\');
-        if (rc == 0)
-            rc = *v == '\n' ? buf_puts(out, "\\n") : buf_putc(out, *v);
-    }
-    return rc;
-}
-
-int http_metrics(http_server *s, buf *out)
-{
-    struct mslot *snap = NULL;
-    uint64_t hist[NBUCKETS + 1], count, cum = 0;
-    int64_t sum_ns;
-    size_t n = 0, i;
-    int qlen, b, rc;
-
-    if (s == NULL || out == NULL)
-        return BERTH_EINVAL;
-    snap = malloc(s->nslots * sizeof(*snap));
-    if (snap == NULL)
-        return BERTH_ENOMEM;
-    pthread_mutex_lock(&s->mlock);
-    for (i = 0; i < s->nslots; i++) {
-        if (s->slots[i].used)
-            snap[n++] = s->slots[i];
-    }
-    memcpy(hist, s->hist, sizeof(hist));
-    sum_ns = s->sum_ns;
-    count = s->count;
-    pthread_mutex_unlock(&s->mlock);
-    pthread_mutex_lock(&s->qlock);
-    qlen = s->qlen;
-    pthread_mutex_unlock(&s->qlock);
-    qsort(snap, n, sizeof(*snap), mslot_cmp);
-
-    rc = buf_puts(out, "# HELP berth_http_requests_total HTTP requests by "
-                       "route, method and status.\n"
-                       "# TYPE berth_http_requests_total counter\n");
-    for (i = 0; i < n && rc == 0; i++) {
-        const struct mslot *m = &snap[i];
-        const char *route = m->label < s->nroutes ? s->routes[m->label].pattern
-                            : m->label == LABEL_WS(s) ? "/ws"
-                                                      : "unmatched";
-
-        rc = buf_puts(out, "berth_http_requests_total{route=\"");
-        if (rc == 0)
-            rc = prom_label(out, route);
-        if (rc == 0)
-            rc = buf_printf(out, "\",method=\"%s\",status=\"%d\"} %llu\n",
-                            method_name(m->method_ix), m->status,
-                            (unsigned long long)m->n);
-    }
-    if (rc == 0)
-        rc = buf_puts(out, "# HELP berth_http_request_duration_seconds Time "
-                           "from request headers to the last response "
-                           "byte.\n"
-                           "# TYPE berth_http_request_duration_seconds "
-                           "histogram\n");
-    for (b = 0; b <= NBUCKETS && rc == 0; b++) {
-        cum += hist[b];
-        rc = buf_printf(out,
-                        "berth_http_request_duration_seconds_bucket{le=\"%s\"}"
-                        " %llu\n",
-                        b < NBUCKETS ? buckets[b].le : "+Inf",
-                        (unsigned long long)cum);
-    }
-    if (rc == 0)
-        rc = buf_printf(out,
-                        "berth_http_request_duration_seconds_sum %.6f\n"
-                        "berth_http_request_duration_seconds_count %llu\n"
-                        "# TYPE berth_http_queued_jobs gauge\n"
-                        "berth_http_queued_jobs %d\n"
-                        "# TYPE berth_http_ws_clients gauge\n"
-                        "berth_http_ws_clients %d\n",
-                        (double)sum_ns / 1e9, (unsigned long long)count, qlen,
-                        atomic_load(&s->nws));
-    free(snap);
-    return rc;
-}
-
-/* ------------------------------------------------------------------ helpers */
-
-static int dump_cb(const char *p, size_t n, void *ud)
-{
-    return buf_append(ud, p, n) == 0 ? 0 : -1;
-}
-
-static void resp_drop_file(http_resp *r)
-{
-    free(r->file_path);
-    r->file_path = NULL;
-}
-
-void http_json(http_resp *r, int status, json_t *j)
-{
-    resp_drop_file(r);
-    buf_reset(&r->body);
-    if (j == NULL) { /* json_pack() failed: a NULL or non-UTF-8 string */
-        http_error(r, 500, BERTH_EINTERNAL, "could not build the response");
-        return;
-    }
-    if (json_dump_callback(j, dump_cb, &r->body,
-                           JSON_COMPACT | JSON_ENCODE_ANY) != 0) {
-        json_decref(j);
-        http_error(r, 500, BERTH_ETOOBIG, "the response is too large");
-        return;
-    }
-    json_decref(j);
-    r->status = status;
-    r->content_type = "application/json";
-}
-
-void http_error(http_resp *r, int status, int code, const char *fmt, ...)
-{
-    static const char fallback[] =
-        "{\"error\":{\"code\":\"ENOMEM\",\"message\":\"out of memory\"},"
-        "\"message\":\"out of memory\"}";
-    char raw[1024], msg[1024];
-    json_t *j;
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(raw, sizeof(raw), fmt, ap);
-    va_end(ap);
-    utf8_clean(msg, sizeof(msg), raw);
-    resp_drop_file(r);
-    buf_reset(&r->body);
-    r->status = status != 0 ? status : berth_err_http_status(code);
-    r->content_type = "application/json";
-    j = json_pack("{s:{s:s,s:s},s:s}", "error", "code", berth_errname(code),
-                  "message", msg, "message", msg);
-    if (j == NULL ||
-        json_dump_callback(j, dump_cb, &r->body, JSON_COMPACT) != 0) {
-        buf_reset(&r->body);
-        buf_puts(&r->body, fallback);
-    }
-    json_decref(j);
-}
-
-void http_header(http_resp *r, const char *name, const char *value)
-{
-    size_t n;
-    char *line;
-
-    if (r->nheaders >= HTTP_MAX_HEADERS || name[0] == '\0' ||
-        strpbrk(name, ":\r\n ") != NULL || strpbrk(value, "\r\n") != NULL) {
-        log_warn("http header dropped", "name=%s", name);
-        return;
-    }
-    n = strlen(name) + strlen(value) + 3;
-    line = malloc(n);
-    if (line == NULL)
-        return;
-    snprintf(line, n, "%s: %s", name, value);
-    r->headers[r->nheaders++] = line;
-}
-
-json_t *http_body_json(http_req *req, http_resp *r)
-{
-    json_error_t err;
-    json_t *j;
-
-    if (req->body_len == 0) {
-        http_error(r, 400, BERTH_EINVAL, "a JSON object body is required");
-        return NULL;
-    }
-    j = json_loadb(req->body, req->body_len,
-                   JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
-    if (j == NULL) {
-        http_error(r, 400, BERTH_EPROTO,
-                   "invalid JSON (line %d, column %d): %s", err.line,
-                   err.column, err.text);
-        return NULL;
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
-        http_error(r, 400, BERTH_EINVAL, "the body must be a JSON object");
-        return NULL;
-    }
-    return j;
-}
-
-int http_query(const http_req *req, const char *name, char *out,
-               size_t outlen)
-{
-    const char *q = req->query;
-    size_t nlen = strlen(name);
-
-    if (outlen > 0)
-        out[0] = '\0';
-    while (q != NULL && *q) {
-        size_t flen = strcspn(q, "&;");
-        size_t klen = strcspn(q, "=&;");
-        char key[256];
-        int k = klen < sizeof(key) ? pct_decode(q, klen, key, sizeof(key))
-                                   : -1;
-
-        if (k >= 0 && (size_t)k == nlen && memcmp(key, name, nlen) == 0) {
-            const char *v = klen < flen ? q + klen + 1 : q + flen;
-            size_t vlen = (size_t)(q + flen - v);
-
-            if (outlen == 0 || pct_decode(v, vlen, out, outlen) < 0) {
-                if (outlen > 0)
-                    out[0] = '\0';
-                return BERTH_ETOOBIG;
-            }
-            return 1;
-        }
-        q += flen;
-        if (*q)
-            q++;
-    }
-    return 0;
 }
 
 /* ------------------------------------------------------------------ routes */
@@ -760,7 +219,7 @@ static int routes_check(const http_route *routes)
 
 /* ------------------------------------------------------------------ conns */
 
-static conn *conn_new(http_server *s, struct lws *wsi)
+conn *http_conn_new(http_server *s, struct lws *wsi)
 {
     conn *c = calloc(1, sizeof(*c));
     char ip[64] = "";
@@ -784,7 +243,7 @@ static conn *conn_new(http_server *s, struct lws *wsi)
 }
 
 /* Keeps a buffer's storage for the next request unless it grew large. */
-static void buf_recycle(buf *b)
+void http_buf_recycle(buf *b)
 {
     if (b->_cap > HTTP_KEEP_MAX)
         buf_free(b);
@@ -793,19 +252,19 @@ static void buf_recycle(buf *b)
 }
 
 /* Forgets the finished request and its response; back to IDLE. */
-static void conn_reset(conn *c)
+void http_conn_reset(conn *c)
 {
     int i;
 
     for (i = 0; i < c->resp.nheaders; i++)
         free(c->resp.headers[i]);
-    resp_drop_file(&c->resp);
+    http_resp_drop_file(&c->resp);
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
-    buf_recycle(&c->resp.body);
-    buf_recycle(&c->body);
-    buf_recycle(&c->strs);
+    http_buf_recycle(&c->resp.body);
+    http_buf_recycle(&c->body);
+    http_buf_recycle(&c->strs);
     c->resp.nheaders = 0;
     c->resp.status = 200;
     c->resp.content_type = NULL;
@@ -818,24 +277,22 @@ static void conn_reset(conn *c)
     c->allow[0] = '\0';
 }
 
-static void ws_free(http_ws *ws);
-
 /* Frees a conn; the loop thread (or http_free) only. */
 static void conn_free(conn *c)
 {
-    conn_reset(c);
+    http_conn_reset(c);
     buf_free(&c->resp.body);
     buf_free(&c->body);
     buf_free(&c->strs);
     if (c->ws != NULL)
-        ws_free(c->ws);
+        http_ws_free(c->ws);
     free(c);
 }
 
 /* Starts a request: timing, defaults. */
-static void conn_begin(conn *c)
+void http_conn_begin(conn *c)
 {
-    conn_reset(c);
+    http_conn_reset(c);
     c->t0 = clock_mono_ns();
     c->label = LABEL_UNMATCHED(c->s);
     c->method_ix = -1;
@@ -933,12 +390,13 @@ static int read_query(conn *c)
             rc = buf_putc(&c->strs, '&');
         eq = memchr(frag, '=', (size_t)n);
         if (rc == 0)
-            rc = pct_encode(&c->strs, frag,
-                            eq != NULL ? (size_t)(eq - frag) : (size_t)n);
+            rc = http_pct_encode(&c->strs, frag,
+                                 eq != NULL ? (size_t)(eq - frag) : (size_t)n);
         if (rc == 0 && eq != NULL) {
             rc = buf_putc(&c->strs, '=');
             if (rc == 0)
-                rc = pct_encode(&c->strs, eq + 1, (size_t)(frag + n - eq - 1));
+                rc = http_pct_encode(&c->strs, eq + 1,
+                                     (size_t)(frag + n - eq - 1));
         }
     }
     if (rc == 0)
@@ -950,7 +408,7 @@ static int read_query(conn *c)
 }
 
 /* Points the request at its strings once strs stopped growing. */
-static void req_fixup(conn *c)
+void http_req_fixup(conn *c)
 {
     http_req *r = &c->req;
     const char *base = c->strs.data;
@@ -977,7 +435,7 @@ static void req_fixup(conn *c)
 
 /* Reads the method, path, query and the headers handlers see. Returns 0 or
  * BERTH_ETOOBIG. */
-static int read_request(conn *c, const char *uri, size_t urilen)
+int http_read_request(conn *c, const char *uri, size_t urilen)
 {
     int i, err = 0;
 
@@ -1086,10 +544,10 @@ static int chunked_feed(struct chunked *k, const unsigned char *in, size_t n,
         ch = in[i++];
         switch (k->st) {
         case CK_SIZE:
-            if (hexval(ch) >= 0) {
+            if (http_hexval(ch) >= 0) {
                 if (++k->digits > 15)
                     return BERTH_EPROTO;
-                k->left = k->left << 4 | (uint64_t)hexval(ch);
+                k->left = k->left << 4 | (uint64_t)http_hexval(ch);
             } else if (k->digits == 0) {
                 return BERTH_EPROTO;
             } else if (ch == '\r') {
@@ -1240,22 +698,22 @@ static int on_http(http_server *s, struct lws *wsi, const char *uri,
     int rc;
 
     if (c == NULL) {
-        c = conn_new(s, wsi);
+        c = http_conn_new(s, wsi);
         if (c == NULL)
             return -1;
     }
     /* A pipelined request while one is in flight: not supported. */
     if (c->state != CONN_IDLE)
         return -1;
-    conn_begin(c);
-    rc = read_request(c, uri, urilen);
+    http_conn_begin(c);
+    rc = http_read_request(c, uri, urilen);
     if (rc == 0)
         rc = route_find(c);
     if (rc != 0) {
-        req_fixup(c);
+        http_req_fixup(c);
         return reply_error(c, 431, BERTH_ETOOBIG, "request headers too large");
     }
-    req_fixup(c);
+    http_req_fixup(c);
     rc = read_framing(c);
     if (rc != 0)
         return reply_error(c, rc == BERTH_ENOTSUP ? 501 : 400, rc,
@@ -1266,7 +724,8 @@ static int on_http(http_server *s, struct lws *wsi, const char *uri,
             c->resp.status = 204;
         } else if (c->allow[0] != '\0') {
             http_error(&c->resp, 405, BERTH_ENOTSUP,
-                       "method %s not allowed here", method_name(c->method_ix));
+                       "method %s not allowed here",
+                       http_method_name(c->method_ix));
         } else {
             http_error(&c->resp, 404, BERTH_ENOENT, "no route for %s",
                        c->req.path);
@@ -1298,7 +757,7 @@ static int body_is_headers(const conn *c, const unsigned char *in, size_t len)
 {
     char line[16];
     size_t n = (size_t)snprintf(line, sizeof(line), "%s /",
-                                method_name(c->method_ix));
+                                http_method_name(c->method_ix));
     const unsigned char *eol;
 
     if (memcmp(in, line, len < n ? len : n) != 0)
@@ -1345,7 +804,7 @@ static int on_body(conn *c, const unsigned char *in, size_t len)
     if (c->ck.too_big)
         return reply_error(c, 413, BERTH_ETOOBIG, "request body too large");
     if (rc == 1) {
-        req_fixup(c);
+        http_req_fixup(c);
         return dispatch(c);
     }
     return 0;
@@ -1362,7 +821,7 @@ static int on_body_done(conn *c)
     c->lingering = 0;
     if (c->state != CONN_BODY || c->chunked)
         return 0;
-    req_fixup(c);
+    http_req_fixup(c);
     return dispatch(c);
 }
 
@@ -1473,7 +932,7 @@ static void done_drain(http_server *s)
         conn *c = (conn *)it;
 
         if (c->orphan) {
-            metrics_count(s, c->label, c->method_ix, 499, c->t0);
+            http_metrics_count(s, c->label, c->method_ix, 499, c->t0);
             conn_free(c);
         } else {
             /* A flow-controlled h1 wsi gets no writeable callbacks. */
@@ -1618,8 +1077,8 @@ static int conn_finish(conn *c)
     int close_after = c->close_after;
     int wait = c->draining || c->lingering;
 
-    metrics_count(c->s, c->label, c->method_ix, c->resp.status, c->t0);
-    conn_reset(c);
+    http_metrics_count(c->s, c->label, c->method_ix, c->resp.status, c->t0);
+    http_conn_reset(c);
     if (!close_after)
         return lws_http_transaction_completed(c->wsi) ? -1 : 0;
     if (!wait)
@@ -1700,206 +1159,19 @@ static int conn_write(conn *c)
 }
 
 /* LWS_CALLBACK_WSI_DESTROY: the connection is gone. */
-static void ws_closed(conn *c);
-
 static void conn_gone(conn *c)
 {
     if (c->ws != NULL)
-        ws_closed(c);
+        http_ws_closed(c);
     c->wsi = NULL;
     if (c->state == CONN_QUEUED) {
         c->orphan = 1; /* freed when its worker hands it back */
         return;
     }
     if (c->state == CONN_BODY || c->state == CONN_WRITING)
-        metrics_count(c->s, c->label, c->method_ix,
-                      c->hdr_sent ? c->resp.status : 499, c->t0);
+        http_metrics_count(c->s, c->label, c->method_ix,
+                           c->hdr_sent ? c->resp.status : 499, c->t0);
     conn_free(c);
-}
-
-/* ------------------------------------------------------------------ ws */
-
-static void ws_free(http_ws *ws)
-{
-    struct wsmsg *m, *next;
-
-    for (m = ws->head; m != NULL; m = next) {
-        next = m->next;
-        free(m);
-    }
-    buf_free(&ws->rx);
-    free(ws);
-}
-
-/* The websocket client left: the close hook, then the memory. */
-static void ws_closed(conn *c)
-{
-    http_ws *ws = c->ws;
-    http_server *s = c->s;
-
-    if (ws == NULL)
-        return;
-    c->ws = NULL;
-    ws->closing = 1;
-    if (ws->open) {
-        atomic_fetch_sub(&s->nws, 1);
-        if (s->ws.close != NULL)
-            s->ws.close(s->p, ws);
-    }
-    ws_free(ws);
-}
-
-/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: websocket on /ws only. */
-static int on_upgrade(http_server *s, struct lws *wsi, const char *what)
-{
-    conn *c = lws_get_opaque_user_data(wsi);
-    char uri[8];
-
-    if (!s->ws_on || what == NULL || strcasecmp(what, "websocket") != 0)
-        return -1;
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) != 3 ||
-        lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0 ||
-        strcmp(uri, "/ws") != 0)
-        return -1;
-    if (c != NULL && c->state != CONN_IDLE)
-        return -1;
-    return 0;
-}
-
-/* LWS_CALLBACK_ESTABLISHED: the open hook decides (headers still here). */
-static int ws_open(http_server *s, struct lws *wsi)
-{
-    conn *c = lws_get_opaque_user_data(wsi);
-    http_ws *ws;
-    int rc;
-
-    if (c == NULL) {
-        c = conn_new(s, wsi);
-        if (c == NULL)
-            return -1;
-    }
-    conn_begin(c);
-    c->label = LABEL_WS(s);
-    if (read_request(c, "/ws", 3) != 0)
-        return -1;
-    req_fixup(c);
-    c->req.route = "/ws";
-    ws = calloc(1, sizeof(*ws));
-    if (ws == NULL)
-        return -1;
-    ws->s = s;
-    ws->wsi = wsi;
-    buf_init(&ws->rx, HTTP_WS_MSG_MAX);
-    c->ws = ws;
-    rc = s->ws.open(s->p, ws, &c->req);
-    metrics_count(s, c->label, c->method_ix, rc == 0 ? 101 : 403, c->t0);
-    conn_reset(c);
-    if (rc != 0) {
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-                         (unsigned char *)"refused", 7);
-        return -1;
-    }
-    ws->open = 1;
-    atomic_fetch_add(&s->nws, 1);
-    return 0;
-}
-
-/* LWS_CALLBACK_RECEIVE: assembles a text message, capped. */
-static int ws_receive(http_ws *ws, const void *in, size_t len)
-{
-    http_server *s = ws->s;
-
-    if (lws_frame_is_binary(ws->wsi)) {
-        lws_close_reason(ws->wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
-                         (unsigned char *)"text only", 9);
-        return -1;
-    }
-    if (buf_append(&ws->rx, in, len) != 0) {
-        lws_close_reason(ws->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-                         (unsigned char *)"message too big", 15);
-        return -1;
-    }
-    if (!lws_is_final_fragment(ws->wsi))
-        return 0;
-    if (s->ws.message != NULL && !ws->closing)
-        s->ws.message(s->p, ws, ws->rx.data != NULL ? ws->rx.data : "",
-                      ws->rx.len);
-    buf_recycle(&ws->rx);
-    return 0;
-}
-
-/* LWS_CALLBACK_SERVER_WRITEABLE: one queued message per callback. */
-static int ws_writeable(http_ws *ws)
-{
-    struct wsmsg *m = ws->head;
-    int n;
-
-    if (m == NULL) {
-        if (!ws->closing)
-            return 0;
-        lws_close_reason(ws->wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
-        return -1;
-    }
-    ws->head = m->next;
-    if (ws->head == NULL)
-        ws->tail = NULL;
-    ws->nmsgs--;
-    ws->nbytes -= m->len;
-    n = lws_write(ws->wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT);
-    if (n < (int)m->len) {
-        free(m);
-        return -1;
-    }
-    free(m);
-    if (ws->head != NULL || ws->closing)
-        lws_callback_on_writable(ws->wsi);
-    return 0;
-}
-
-int http_ws_send(http_ws *ws, const char *data, size_t len)
-{
-    struct wsmsg *m;
-
-    if (ws == NULL || ws->wsi == NULL || ws->closing)
-        return BERTH_EUNAVAIL;
-    if (ws->nmsgs >= HTTP_WS_QUEUE_MSGS || len > HTTP_WS_QUEUE_BYTES ||
-        ws->nbytes + len > HTTP_WS_QUEUE_BYTES)
-        return BERTH_ETOOBIG;
-    m = malloc(sizeof(*m) + LWS_PRE + len);
-    if (m == NULL)
-        return BERTH_ENOMEM;
-    m->next = NULL;
-    m->len = len;
-    if (len > 0)
-        memcpy(m->data + LWS_PRE, data, len);
-    if (ws->tail != NULL)
-        ws->tail->next = m;
-    else
-        ws->head = m;
-    ws->tail = m;
-    ws->nmsgs++;
-    ws->nbytes += len;
-    lws_callback_on_writable(ws->wsi);
-    return 0;
-}
-
-void *http_ws_get_data(http_ws *ws)
-{
-    return ws->data;
-}
-
-void http_ws_set_data(http_ws *ws, void *data)
-{
-    ws->data = data;
-}
-
-/* Closes after the queued messages are out. */
-void http_ws_close(http_ws *ws)
-{
-    if (ws == NULL || ws->wsi == NULL || ws->closing)
-        return;
-    ws->closing = 1;
-    lws_callback_on_writable(ws->wsi);
 }
 
 /* ------------------------------------------------------------------ lws */
@@ -1927,17 +1199,11 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return c != NULL && c->state == CONN_WRITING ? conn_write(c) : 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        return on_upgrade(s, wsi, in);
     case LWS_CALLBACK_ESTABLISHED:
-        return ws_open(s, wsi);
     case LWS_CALLBACK_RECEIVE:
-        return c != NULL && c->ws != NULL ? ws_receive(c->ws, in, len) : -1;
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        return c != NULL && c->ws != NULL ? ws_writeable(c->ws) : 0;
     case LWS_CALLBACK_CLOSED:
-        if (c != NULL)
-            ws_closed(c);
-        return 0;
+        return http_ws_callback(s, wsi, c, reason, in, len);
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         if (!s->dying)
             done_drain(s);

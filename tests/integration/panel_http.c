@@ -2,7 +2,7 @@
  * against real clients: libcurl for HTTP, a raw TCP socket speaking the
  * websocket handshake and framing by hand.
  *
- * http.c is linked only into berth-panel, so it is included here (h2o
+ * http.c, http_util.c and http_ws.c are included here (h2o
  * style); each test starts its own server on a free port, with the small
  * route table below, and runs http_run() on a thread.
  *
@@ -10,6 +10,8 @@
  * SIGINT, for load tests:  wrk -t2 -c50 -d5s http://127.0.0.1:PORT/fast
  */
 #include "svc-panel/http.c"
+#include "svc-panel/http_util.c"
+#include "svc-panel/http_ws.c"
 
 #include <curl/curl.h>
 #include <netinet/in.h>
