@@ -463,30 +463,23 @@ static void list_unlink(throttle_table *tb, int32_t i)
     e->newer = THROTTLE_NONE;
 }
 
-static void list_push_newest(throttle_table *tb, int32_t i)
+/* Links unlinked entry i into the recency list between older and newer
+ * (THROTTLE_NONE: i becomes that end of the list). */
+static void list_link(throttle_table *tb, int32_t i, int32_t older,
+                      int32_t newer)
 {
     throttle_entry *e = &tb->entries[i];
 
-    e->older = tb->newest;
-    e->newer = THROTTLE_NONE;
-    if (tb->newest != THROTTLE_NONE)
-        tb->entries[tb->newest].newer = i;
+    e->older = older;
+    e->newer = newer;
+    if (older != THROTTLE_NONE)
+        tb->entries[older].newer = i;
     else
         tb->oldest = i;
-    tb->newest = i;
-}
-
-static void list_push_oldest(throttle_table *tb, int32_t i)
-{
-    throttle_entry *e = &tb->entries[i];
-
-    e->newer = tb->oldest;
-    e->older = THROTTLE_NONE;
-    if (tb->oldest != THROTTLE_NONE)
-        tb->entries[tb->oldest].older = i;
+    if (newer != THROTTLE_NONE)
+        tb->entries[newer].older = i;
     else
         tb->newest = i;
-    tb->oldest = i;
 }
 
 static void bucket_unlink(throttle_table *tb, int32_t i)
@@ -524,7 +517,7 @@ static void table_fail(throttle_table *tb, const unsigned char *key,
     } else {
         list_unlink(tb, i);
     }
-    list_push_newest(tb, i);
+    list_link(tb, i, tb->newest, THROTTLE_NONE);
     e = &tb->entries[i];
     tb->times[(size_t)i * (size_t)tb->limit + (size_t)e->next] = now;
     e->next = (e->next + 1) % tb->limit;
@@ -565,7 +558,7 @@ static void table_clear(throttle_table *tb, const unsigned char *key)
     tb->entries[i].n = 0;
     tb->entries[i].next = 0;
     list_unlink(tb, i);
-    list_push_oldest(tb, i);
+    list_link(tb, i, THROTTLE_NONE, tb->oldest);
 }
 
 static void key_digest(const auth_throttle *t, char tag, const void *data,

@@ -123,6 +123,29 @@ static char *to_json(const ProtobufCMessage *m)
     return buf_detach(&out, NULL);
 }
 
+int site_query(panel *p, const char *stmt, int n, const char *const *params,
+               PGresult **r)
+{
+    db_conn *c = NULL;
+    int rc;
+
+    rc = db_acquire(p->db, SITES_DB_WAIT_MS, &c);
+    if (rc != 0)
+        return rc;
+    rc = db_exec(c, stmt, n, params, r);
+    db_release(p->db, c);
+    return rc;
+}
+
+int site_query_one(panel *p, const char *stmt, const char *id, PGresult **r)
+{
+    int rc = site_query(p, stmt, 1, &id, r);
+
+    if (rc == 0 && PQntuples(*r) != 1)
+        rc = BERTH_ENOENT;
+    return rc;
+}
+
 int site_row_spec(PGresult *r, int row, Berth__V1__SiteSpec *out,
                   Berth__V1__SiteSpec **owned)
 {
@@ -220,7 +243,6 @@ static int place(panel *p, const char *wanted, site_result *res)
     node_info *all = NULL, info;
     size_t count = 0, i;
     PGresult *r = NULL;
-    db_conn *c = NULL;
     int best = -1, online = 0, rc;
     long long best_free = 0;
 
@@ -243,11 +265,7 @@ static int place(panel *p, const char *wanted, site_result *res)
             "name a node with \"node\"");
         goto out;
     }
-    rc = db_acquire(p->db, SITES_DB_WAIT_MS, &c);
-    if (rc == 0) {
-        rc = db_exec(c, "site_memory_by_node", 0, NULL, &r);
-        db_release(p->db, c);
-    }
+    rc = site_query(p, "site_memory_by_node", 0, NULL, &r);
     if (rc != 0) {
         rc = res_db(res, rc, "placement");
         goto out;
@@ -313,6 +331,69 @@ static void audit(panel *p, const principal *who, const http_req *req,
 
 /* ------------------------------------------------------------ operations */
 
+/* Opens an operation's transaction: borrows a connection into *c, begins
+ * and runs stmt into *r. Whatever happens, *c (NULL when none was
+ * borrowed) is then for op_commit() or op_end(). Returns 0 or a berth
+ * code. */
+static int op_begin(panel *p, const char *stmt, int n,
+                    const char *const *params, db_conn **c, PGresult **r)
+{
+    int rc;
+
+    rc = db_acquire(p->db, SITES_DB_WAIT_MS, c);
+    if (rc == 0)
+        rc = db_begin(*c);
+    if (rc == 0)
+        rc = db_exec(*c, stmt, n, params, r);
+    return rc;
+}
+
+/* op_begin() with a statement that returns the SITE row of site_id (none:
+ * the site is not found); copies the site's and its node's ids into res.
+ * Returns 0 or res->code. */
+static int op_begin_site(panel *p, const char *site_id, const char *stmt,
+                         int n, const char *const *params, db_conn **c,
+                         PGresult **r, site_result *res)
+{
+    int rc;
+
+    rc = op_begin(p, stmt, n, params, c, r);
+    if (rc == 0 && PQntuples(*r) != 1)
+        rc = BERTH_ENOENT;
+    if (rc != 0)
+        return res_db(res, rc, "site");
+    snprintf(res->site_id, sizeof(res->site_id), "%s", site_id);
+    snprintf(res->node_id, sizeof(res->node_id), "%s",
+             PQgetvalue(*r, 0, S_NODE));
+    return 0;
+}
+
+/* Commits the transaction on *c when rc (what the operation wrote) is 0
+ * and gives the connection back (*c = NULL). Otherwise the command row
+ * goes with op_end()'s rollback: res says why and loses the command id.
+ * Returns 0 or res->code. */
+static int op_commit(panel *p, db_conn **c, int rc, site_result *res)
+{
+    if (rc == 0)
+        rc = db_commit(*c);
+    if (rc != 0) {
+        res->command_id[0] = '\0';
+        return res_db(res, rc, "site");
+    }
+    db_release(p->db, *c);
+    *c = NULL;
+    return 0;
+}
+
+/* Rolls back and gives back a connection op_commit() did not take. */
+static void op_end(panel *p, db_conn *c)
+{
+    if (c == NULL)
+        return;
+    db_rollback(c);
+    db_release(p->db, c);
+}
+
 int site_op_create(panel *p, const principal *who, const http_req *req,
                    const Berth__V1__SiteSpec *in, site_result *res)
 {
@@ -347,11 +428,7 @@ int site_op_create(panel *p, const principal *who, const http_req *req,
     params[1] = res->node_id;
     params[2] = spec;
     params[3] = "running";
-    rc = db_acquire(p->db, SITES_DB_WAIT_MS, &c);
-    if (rc == 0)
-        rc = db_begin(c);
-    if (rc == 0)
-        rc = db_exec(c, "site_insert", 4, params, &r);
+    rc = op_begin(p, "site_insert", 4, params, &c, &r);
     if (rc == BERTH_EEXIST) {
         rc = res_fail(res, BERTH_ECONFLICT, 409,
                       "a site named %s already exists", cs->spec.name);
@@ -373,15 +450,9 @@ int site_op_create(panel *p, const principal *who, const http_req *req,
     cmd.start = 1;
     rc = command_insert(c, res->site_id, res->node_id, "site.create", &cmd.base,
                         who, res);
-    if (rc == 0)
-        rc = db_commit(c);
-    if (rc != 0) {
-        res->command_id[0] = '\0';
-        res_db(res, rc, "site");
+    rc = op_commit(p, &c, rc, res);
+    if (rc != 0)
         goto out;
-    }
-    db_release(p->db, c);
-    c = NULL;
     cmd.command_id = res->command_id;
     command_send(p, "site.create", &cmd.base, res);
     audit(p, who, req, "site.create", res,
@@ -389,10 +460,7 @@ int site_op_create(panel *p, const principal *who, const http_req *req,
                     cs->spec.image));
     rc = res->code;
 out:
-    if (c != NULL) {
-        db_rollback(c);
-        db_release(p->db, c);
-    }
+    op_end(p, c);
     if (rc != 0 && res->command_id[0] == '\0')
         res->site_id[0] = '\0'; /* rolled back */
     PQclear(r);
@@ -421,20 +489,9 @@ int site_op_update(panel *p, const principal *who, const http_req *req,
     cs = malloc(sizeof(*cs));
     if (cs == NULL)
         return res_fail(res, BERTH_ENOMEM, 500, "out of memory");
-    rc = db_acquire(p->db, SITES_DB_WAIT_MS, &c);
-    if (rc == 0)
-        rc = db_begin(c);
-    if (rc == 0)
-        rc = db_exec(c, "site_get", 1, &site_id, &r);
-    if (rc == 0 && PQntuples(r) != 1)
-        rc = BERTH_ENOENT;
-    if (rc != 0) {
-        res_db(res, rc, "site");
+    rc = op_begin_site(p, site_id, "site_get", 1, &site_id, &c, &r, res);
+    if (rc != 0)
         goto out;
-    }
-    snprintf(res->site_id, sizeof(res->site_id), "%s", site_id);
-    snprintf(res->node_id, sizeof(res->node_id), "%s",
-             PQgetvalue(r, 0, S_NODE));
     run = strcmp(PQgetvalue(r, 0, S_DESIRED), "running") == 0;
     named = *in; /* the name and node are not the caller's to change */
     named.name = PQgetvalue(r, 0, S_NAME);
@@ -470,25 +527,16 @@ int site_op_update(panel *p, const principal *who, const http_req *req,
     cmd.start = run;
     rc = command_insert(c, site_id, res->node_id, "site.create", &cmd.base, who,
                         res);
-    if (rc == 0)
-        rc = db_commit(c);
-    if (rc != 0) {
-        res->command_id[0] = '\0';
-        res_db(res, rc, "site");
+    rc = op_commit(p, &c, rc, res);
+    if (rc != 0)
         goto out;
-    }
-    db_release(p->db, c);
-    c = NULL;
     cmd.command_id = res->command_id;
     command_send(p, "site.create", &cmd.base, res);
     audit(p, who, req, "site.update", res,
           json_pack("{s:s, s:i}", "image", cs->spec.image, "domains",
                     (int)cs->spec.n_domains));
 out:
-    if (c != NULL) {
-        db_rollback(c);
-        db_release(p->db, c);
-    }
+    op_end(p, c);
     PQclear(r);
     free(spec);
     free(cs);
@@ -522,43 +570,23 @@ int site_op_power(panel *p, const principal *who, const http_req *req,
     params[1] = NULL;
     params[2] = NULL;
     params[3] = desired;
-    rc = db_acquire(p->db, SITES_DB_WAIT_MS, &c);
-    if (rc == 0)
-        rc = db_begin(c);
-    if (rc == 0)
-        rc = db_exec(c, "site_update", 4, params, &r);
-    if (rc == 0 && PQntuples(r) != 1)
-        rc = BERTH_ENOENT;
-    if (rc != 0) {
-        res_db(res, rc, "site");
+    rc = op_begin_site(p, site_id, "site_update", 4, params, &c, &r, res);
+    if (rc != 0)
         goto out;
-    }
-    snprintf(res->site_id, sizeof(res->site_id), "%s", site_id);
-    snprintf(res->node_id, sizeof(res->node_id), "%s",
-             PQgetvalue(r, 0, S_NODE));
     cmd.site_id = res->site_id;
     cmd.action = (Berth__V1__PowerAction)action;
     rc = command_insert(c, site_id, res->node_id, "site.power", &cmd.base, who,
                         res);
-    if (rc == 0)
-        rc = db_commit(c);
-    if (rc != 0) {
-        res->command_id[0] = '\0';
-        res_db(res, rc, "site");
+    rc = op_commit(p, &c, rc, res);
+    if (rc != 0)
         goto out;
-    }
-    db_release(p->db, c);
-    c = NULL;
     cmd.command_id = res->command_id;
     command_send(p, "site.power", &cmd.base, res);
     audit(p, who, req, "site.power", res,
           json_pack("{s:s, s:s}", "action", names[action], "desiredState",
                     desired));
 out:
-    if (c != NULL) {
-        db_rollback(c);
-        db_release(p->db, c);
-    }
+    op_end(p, c);
     PQclear(r);
     return res->code;
 }
@@ -576,20 +604,9 @@ int site_op_delete(panel *p, const principal *who, const http_req *req,
     memset(res, 0, sizeof(*res));
     if (!id_uuid_valid(site_id))
         return res_fail(res, BERTH_ENOENT, 404, "site not found");
-    rc = db_acquire(p->db, SITES_DB_WAIT_MS, &c);
-    if (rc == 0)
-        rc = db_begin(c);
-    if (rc == 0)
-        rc = db_exec(c, "site_get", 1, &site_id, &r);
-    if (rc == 0 && PQntuples(r) != 1)
-        rc = BERTH_ENOENT;
-    if (rc != 0) {
-        res_db(res, rc, "site");
+    rc = op_begin_site(p, site_id, "site_get", 1, &site_id, &c, &r, res);
+    if (rc != 0)
         goto out;
-    }
-    snprintf(res->site_id, sizeof(res->site_id), "%s", site_id);
-    snprintf(res->node_id, sizeof(res->node_id), "%s",
-             PQgetvalue(r, 0, S_NODE));
     snprintf(name, sizeof(name), "%s", PQgetvalue(r, 0, S_NAME));
     cmd.site_id = res->site_id;
     cmd.purge_data = purge != 0;
@@ -600,25 +617,16 @@ int site_op_delete(panel *p, const principal *who, const http_req *req,
         rc = db_run(c, "site_delete", 1, &site_id, &n);
     if (rc == 0 && n != 1)
         rc = BERTH_ENOENT;
-    if (rc == 0)
-        rc = db_commit(c);
-    if (rc != 0) {
-        res->command_id[0] = '\0';
-        res_db(res, rc, "site");
+    rc = op_commit(p, &c, rc, res);
+    if (rc != 0)
         goto out;
-    }
-    db_release(p->db, c);
-    c = NULL;
     store_grant_drop(p->store, NULL, site_id);
     cmd.command_id = res->command_id;
     command_send(p, "site.delete", &cmd.base, res);
     audit(p, who, req, "site.delete", res,
           json_pack("{s:s, s:b}", "name", name, "purge", purge != 0));
 out:
-    if (c != NULL) {
-        db_rollback(c);
-        db_release(p->db, c);
-    }
+    op_end(p, c);
     PQclear(r);
     return res->code;
 }
@@ -647,20 +655,6 @@ static void answer(http_resp *resp, const site_result *res)
                   res->command_id, "nodeId", res->node_id);
     http_json(resp, res->status, j);
     http_header(resp, "Retry-After", "5");
-}
-
-static int query(panel *p, const char *stmt, int n, const char *const *params,
-                 PGresult **res)
-{
-    db_conn *c = NULL;
-    int rc;
-
-    rc = db_acquire(p->db, SITES_DB_WAIT_MS, &c);
-    if (rc != 0)
-        return rc;
-    rc = db_exec(c, stmt, n, params, res);
-    db_release(p->db, c);
-    return rc;
 }
 
 static json_t *opt_str(const char *s)
@@ -741,8 +735,8 @@ void sites_list(panel *p, http_req *req, http_resp *resp)
         return;
     global = (who.perms & PERM_SITE_READ) != 0;
     param = who.user_id;
-    rc = global ? query(p, "site_list", 0, NULL, &r)
-                : query(p, "site_list_user", 1, &param, &r);
+    rc = global ? site_query(p, "site_list", 0, NULL, &r)
+                : site_query(p, "site_list_user", 1, &param, &r);
     if (rc != 0) {
         api_db_error(resp, rc, "site");
         return;
@@ -768,9 +762,7 @@ void sites_get(panel *p, http_req *req, http_resp *resp)
     if (api_auth(p, req, resp, &who) != 0 ||
         site_access(p, &who, id, PERM_SITE_READ, resp) != 0)
         return;
-    rc = query(p, "site_get", 1, &id, &r);
-    if (rc == 0 && PQntuples(r) != 1)
-        rc = BERTH_ENOENT;
+    rc = site_query_one(p, "site_get", id, &r);
     if (rc != 0)
         api_db_error(resp, rc, "site");
     else
@@ -842,9 +834,7 @@ void sites_update(panel *p, http_req *req, http_resp *resp)
         http_error(resp, 400, BERTH_EINVAL, "nothing to update");
         goto out;
     }
-    rc = query(p, "site_get", 1, &id, &r);
-    if (rc == 0 && PQntuples(r) != 1)
-        rc = BERTH_ENOENT;
+    rc = site_query_one(p, "site_get", id, &r);
     if (rc != 0) {
         api_db_error(resp, rc, "site");
         goto out;
@@ -927,13 +917,11 @@ void sites_grants_list(panel *p, http_req *req, http_resp *resp)
     if (api_auth(p, req, resp, &who) != 0 ||
         site_access(p, &who, id, PERM_SITE_UPDATE, resp) != 0)
         return;
-    rc = query(p, "site_get", 1, &id, &r);
-    if (rc == 0 && PQntuples(r) != 1)
-        rc = BERTH_ENOENT;
+    rc = site_query_one(p, "site_get", id, &r);
     PQclear(r);
     r = NULL;
     if (rc == 0)
-        rc = query(p, "site_grant_list_site", 1, &id, &r);
+        rc = site_query(p, "site_grant_list_site", 1, &id, &r);
     if (rc != 0) {
         api_db_error(resp, rc, "site");
         return;
@@ -1027,16 +1015,14 @@ void sites_grants_set(panel *p, http_req *req, http_resp *resp)
                    "you can grant only permissions you hold on this site");
         goto out;
     }
-    rc = query(p, "site_get", 1, &id, &r);
-    if (rc == 0 && PQntuples(r) != 1)
-        rc = BERTH_ENOENT;
+    rc = site_query_one(p, "site_get", id, &r);
     if (rc == 0) {
         params[0] = user_id;
         params[1] = id;
         params[2] = names;
         PQclear(r);
         r = NULL;
-        rc = query(p, "site_grant_set", 3, params, &r);
+        rc = site_query(p, "site_grant_set", 3, params, &r);
     }
     if (rc != 0) {
         api_db_error(resp, rc, "site");
@@ -1068,9 +1054,7 @@ void commands_get(panel *p, http_req *req, http_resp *resp)
         http_error(resp, 400, BERTH_EINVAL, "not a command id");
         return;
     }
-    rc = query(p, "command_get", 1, &id, &r);
-    if (rc == 0 && PQntuples(r) != 1)
-        rc = BERTH_ENOENT;
+    rc = site_query_one(p, "command_get", id, &r);
     if (rc != 0) {
         api_db_error(resp, rc, "command");
         goto out;

@@ -61,6 +61,16 @@ int site_op_power(panel *p, const principal *who, const http_req *req,
 int site_op_delete(panel *p, const principal *who, const http_req *req,
                    const char *site_id, int purge, site_result *res);
 
+/* Borrows a connection (waiting up to SITES_DB_WAIT_MS), runs the
+ * prepared statement stmt and gives the connection back. *r is the
+ * caller's to PQclear(). Returns 0 or a berth code. */
+int site_query(panel *p, const char *stmt, int n, const char *const *params,
+               PGresult **r);
+
+/* site_query() of a statement taking one id that must return exactly one
+ * row: BERTH_ENOENT when it returns none. */
+int site_query_one(panel *p, const char *stmt, const char *id, PGresult **r);
+
 /* Reads a SITE row (db.c) into a full SiteSpec: the stored spec plus id,
  * name, node_id and should_run. *owned is what to free with
  * protobuf_c_message_free_unpacked(); out borrows from it and from r.

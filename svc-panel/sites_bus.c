@@ -89,18 +89,10 @@ static int reply_site(bus_msg *m, panel *p, const site_result *res)
     Berth__V1__SiteReply reply = BERTH__V1__SITE_REPLY__INIT;
     Berth__V1__SiteStatus st = BERTH__V1__SITE_STATUS__INIT;
     Berth__V1__SiteSpec full, *owned = NULL;
-    const char *id = res->site_id;
     PGresult *r = NULL;
-    db_conn *c = NULL;
     int rc;
 
-    rc = db_acquire(p->db, SITES_DB_WAIT_MS, &c);
-    if (rc == 0) {
-        rc = db_exec(c, "site_get", 1, &id, &r);
-        db_release(p->db, c);
-    }
-    if (rc == 0 && PQntuples(r) != 1)
-        rc = BERTH_ENOENT;
+    rc = site_query_one(p, "site_get", res->site_id, &r);
     if (rc == 0)
         rc = site_row_spec(r, 0, &full, &owned);
     if (rc != 0) {
@@ -190,7 +182,6 @@ static int on_sync(bus_msg *m, void *ud)
     char node[NODES_ID_MAX + 1];
     const char *param = node;
     PGresult *r = NULL;
-    db_conn *c = NULL;
     int i, n = 0, count, rc;
 
     if (token(m->subject, 2, node, sizeof(node)) != 0 || !nodes_id_valid(node))
@@ -200,11 +191,7 @@ static int on_sync(bus_msg *m, void *ud)
             m, BERTH_EINVAL,
             "node_id \"%.64s\" does not match the subject's \"%s\"",
             req->node_id, node);
-    rc = db_acquire(s->p->db, SITES_DB_WAIT_MS, &c);
-    if (rc == 0) {
-        rc = db_exec(c, "site_list_node", 1, &param, &r);
-        db_release(s->p->db, c);
-    }
+    rc = site_query(s->p, "site_list_node", 1, &param, &r);
     if (rc != 0)
         return bus_reply_error(m, rc, "cannot read the node's sites: %s",
                                berth_strerror(rc));
@@ -257,6 +244,34 @@ static int event_db_error(const char *what, const char *subject, int rc)
     return 0;
 }
 
+/* Borrows a connection into *c (the caller gives it back) and reads the
+ * row of stmt(id) into *r, a SITE or COMMAND row with the node in column
+ * 2. Returns 1 when the row is there and is node's, 0 when the event is
+ * to be ignored (logged as unknown or elsewhere, about kind=id), or a
+ * berth code. */
+static int event_row(panel *p, const char *stmt, const char *kind,
+                     const char *id, const char *node, const char *unknown,
+                     const char *elsewhere, db_conn **c, PGresult **r)
+{
+    int rc;
+
+    rc = db_acquire(p->db, SITES_DB_WAIT_MS, c);
+    if (rc == 0)
+        rc = db_exec(*c, stmt, 1, &id, r);
+    if (rc != 0)
+        return rc;
+    if (PQntuples(*r) != 1) {
+        log_info(unknown, "%s=%s node=%s", kind, id, node);
+        return 0;
+    }
+    if (strcmp(PQgetvalue(*r, 0, 2), node) != 0) {
+        log_warn(elsewhere, "%s=%s node=%s %s_node=%s", kind, id, node, kind,
+                 PQgetvalue(*r, 0, 2));
+        return 0;
+    }
+    return 1;
+}
+
 /* site.status.<node>.<site> -> site_set_status. */
 static int apply_status(panel *p, bus_msg *m)
 {
@@ -264,7 +279,6 @@ static int apply_status(panel *p, bus_msg *m)
     char node[NODES_ID_MAX + 1], site[64], exit_code[16], at[40];
     char reason[SITES_REASON_MAX + 1];
     const char *params[5];
-    const char *id = site;
     PGresult *r = NULL;
     db_conn *c = NULL;
     int rc;
@@ -276,23 +290,12 @@ static int apply_status(panel *p, bus_msg *m)
                  "subject=%s", m->subject);
         return 0;
     }
-    rc = db_acquire(p->db, SITES_DB_WAIT_MS, &c);
-    if (rc == 0)
-        rc = db_exec(c, "site_get", 1, &id, &r);
-    if (rc != 0)
+    rc = event_row(p, "site_get", "site", site, node,
+                   "status of an unknown site ignored",
+                   "site status from a node the site is not on ignored", &c,
+                   &r);
+    if (rc <= 0)
         goto out;
-    if (PQntuples(r) != 1) {
-        log_info("status of an unknown site ignored", "site=%s node=%s", site,
-                 node);
-        goto out;
-    }
-    if (strcmp(PQgetvalue(r, 0, 2), node) != 0) {
-        log_warn("site status from a node the site is not on ignored",
-                 "site=%s "
-                 "node=%s site_node=%s",
-                 site, node, PQgetvalue(r, 0, 2));
-        goto out;
-    }
     utf8_cut(st->reason[0] == '\0' && st->oom_killed ? "out of memory"
                                                      : st->reason,
              SITES_REASON_MAX, reason);
@@ -335,23 +338,11 @@ static int apply_result(panel *p, bus_msg *m)
                  m->subject);
         return 0;
     }
-    rc = db_acquire(p->db, SITES_DB_WAIT_MS, &c);
-    if (rc == 0)
-        rc = db_exec(c, "command_get", 1, &id, &r);
-    if (rc != 0)
+    rc = event_row(p, "command_get", "command", id, node,
+                   "result of an unknown command ignored",
+                   "command result from another node ignored", &c, &r);
+    if (rc <= 0)
         goto out;
-    if (PQntuples(r) != 1) {
-        log_info("result of an unknown command ignored", "command=%s node=%s",
-                 id, node);
-        goto out;
-    }
-    if (strcmp(PQgetvalue(r, 0, 2), node) != 0) {
-        log_warn("command result from another node ignored",
-                 "command=%s node=%s "
-                 "command_node=%s",
-                 id, node, PQgetvalue(r, 0, 2));
-        goto out;
-    }
     utf8_cut(cr->error != NULL && cr->error->message[0] != '\0'
                  ? cr->error->message
                  : "failed",

@@ -52,9 +52,7 @@ extern char **environ;
 
 /* ---------------------------------------------------------------- helpers */
 
-/* Prints "harness: <message>\n" to stderr in one write, whatever the log
- * level, so a failing test always shows the reason. */
-__attribute__((format(printf, 1, 2))) static void h_say(const char *fmt, ...)
+void h_say(const char *fmt, ...)
 {
     char line[1024];
     va_list ap;
@@ -195,6 +193,19 @@ void h_rmtree(const char *path)
     if (nftw(path, rmtree_one, 16, FTW_DEPTH | FTW_PHYS) != 0 &&
         errno != ENOENT)
         h_say("rmtree: %s: %s", path, strerror(errno));
+}
+
+void h_tempdir_drop(char *dir, const char *what)
+{
+    const char *keep = getenv("BERTH_KEEP_TEST_DIRS");
+
+    if (dir == NULL)
+        return;
+    if (keep != NULL && keep[0] != '\0')
+        h_say("kept %s dir %s", what, dir);
+    else
+        h_rmtree(dir);
+    free(dir);
 }
 
 off_t h_file_size(const char *path)
@@ -876,16 +887,19 @@ static int nats_server_path(char *dst, size_t size)
     return BERTH_ENOENT;
 }
 
-/* Starts nats-server on n->port with the store in n->dir and waits until
- * it is ready. On failure n->proc is stopped and freed. */
-static int nats_spawn(h_nats *n)
+/* Starts nats-server on n->port (n->url follows it) with the store in
+ * n->dir and waits until it is ready (an h_spawn_fn). On failure n->proc
+ * is stopped and freed. */
+static int nats_spawn(void *arg)
 {
+    h_nats *n = arg;
     char bin[PATH_MAX];
     char store[PATH_MAX];
     char log[PATH_MAX];
     char port[16];
     int rc;
 
+    snprintf(n->url, sizeof(n->url), "nats://127.0.0.1:%d", n->port);
     rc = nats_server_path(bin, sizeof(bin));
     if (rc != 0) {
         h_say("nats-server not found (set BERTH_NATS_SERVER or install it)");
@@ -917,9 +931,51 @@ out:
     return rc;
 }
 
-int h_nats_start(h_nats *n)
+/* ---------------------------------------------------------------- servers */
+
+int h_server_start(h_spawn_fn spawn, void *arg, int *port, const char *name,
+                   int attempts)
 {
     int attempt;
+    int rc = 0;
+
+    for (attempt = 0; attempt < attempts; attempt++) {
+        rc = h_free_port();
+        if (rc < 0)
+            return rc;
+        *port = rc;
+        rc = spawn(arg);
+        /* A server that exited early most likely lost a race for the
+         * port; anything else will not get better by retrying. */
+        if (rc != BERTH_EUNAVAIL)
+            break;
+        h_say("%s exited early on port %d; retrying", name, *port);
+    }
+    return rc;
+}
+
+int h_server_restart(h_spawn_fn spawn, void *arg, int port, const char *name,
+                     int attempts)
+{
+    int attempt;
+    int rc = 0;
+
+    for (attempt = 0; attempt < attempts; attempt++) {
+        rc = spawn(arg);
+        if (rc != BERTH_EUNAVAIL)
+            break;
+        clock_sleep_ms(200);
+    }
+    if (rc != 0)
+        h_say("%s did not restart on port %d (%s)", name, port,
+              berth_strerror(rc));
+    return rc;
+}
+
+/* ---------------------------------------------------------------- nats */
+
+int h_nats_start(h_nats *n)
+{
     int rc = 0;
 
     memset(n, 0, sizeof(*n));
@@ -928,19 +984,8 @@ int h_nats_start(h_nats *n)
         rc = BERTH_EIO;
         goto out;
     }
-    for (attempt = 0; attempt < H_NATS_ATTEMPTS; attempt++) {
-        rc = h_free_port();
-        if (rc < 0)
-            goto out;
-        n->port = rc;
-        snprintf(n->url, sizeof(n->url), "nats://127.0.0.1:%d", n->port);
-        rc = nats_spawn(n);
-        /* A server that exited early most likely lost a race for the
-         * port; anything else will not get better by retrying. */
-        if (rc != BERTH_EUNAVAIL)
-            break;
-        h_say("nats-server exited early on port %d; retrying", n->port);
-    }
+    rc = h_server_start(nats_spawn, n, &n->port, "nats-server",
+                        H_NATS_ATTEMPTS);
 out:
     if (rc != 0) {
         h_say("nats-server did not start (%s)", berth_strerror(rc));
@@ -951,7 +996,6 @@ out:
 
 int h_nats_restart(h_nats *n)
 {
-    int attempt;
     int rc = BERTH_EINVAL;
 
     if (n->dir == NULL || n->port <= 0) {
@@ -964,37 +1008,20 @@ int h_nats_restart(h_nats *n)
             h_say("nats-server stopped with status %d", rc);
         h_proc_free(&n->proc);
     }
-    /* The port is ours and the server closed it; a retry only covers a
-     * slow release of the listener. */
-    for (attempt = 0; attempt < H_NATS_ATTEMPTS; attempt++) {
-        rc = nats_spawn(n);
-        if (rc != BERTH_EUNAVAIL)
-            break;
-        clock_sleep_ms(200);
-    }
-    if (rc != 0)
-        h_say("nats-server did not restart on port %d (%s)", n->port,
-              berth_strerror(rc));
-    return rc;
+    /* The port is ours and the server closed it. */
+    return h_server_restart(nats_spawn, n, n->port, "nats-server",
+                            H_NATS_ATTEMPTS);
 }
 
 void h_nats_stop(h_nats *n)
 {
-    const char *keep = getenv("BERTH_KEEP_TEST_DIRS");
-
     if (n == NULL)
         return;
     if (n->proc.pid > 0) {
         h_proc_stop(&n->proc, H_NATS_STOP_SIG, H_NATS_STOP_MS);
         h_proc_free(&n->proc);
     }
-    if (n->dir != NULL) {
-        if (keep != NULL && keep[0] != '\0')
-            h_say("kept nats dir %s", n->dir);
-        else
-            h_rmtree(n->dir);
-    }
-    free(n->dir);
+    h_tempdir_drop(n->dir, "nats");
     memset(n, 0, sizeof(*n));
 }
 

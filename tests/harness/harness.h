@@ -48,6 +48,12 @@
 
 #include "common/buf.h"
 
+/* ---------------------------------------------------------------- messages */
+
+/* Prints "harness: <message>\n" to stderr in one write, whatever the log
+ * level, so a failing test always shows the reason (see Conventions). */
+__attribute__((format(printf, 1, 2))) void h_say(const char *fmt, ...);
+
 /* ---------------------------------------------------------------- files */
 
 /* Returns a TCP port on 127.0.0.1 that was free a moment ago (bind to port
@@ -63,6 +69,11 @@ char *h_tempdir(const char *tag);
 /* Removes path and everything under it without following symbolic links.
  * Refuses "", "/" and NULL. Errors are printed, not returned. */
 void h_rmtree(const char *path);
+
+/* Removes dir (from h_tempdir()) as h_rmtree() does and frees it; when
+ * BERTH_KEEP_TEST_DIRS is set, keeps it and prints "kept <what> dir
+ * <dir>" instead. NULL is a no-op. */
+void h_tempdir_drop(char *dir, const char *what);
 
 /* Returns the size of path in bytes, 0 when it does not exist. Used as the
  * offset for h_wait_log_from() before restarting a process whose log is
@@ -148,6 +159,26 @@ int h_proc_wait_log(h_proc *p, const char *needle, int timeout_ms);
 /* Polls a TCP connect to 127.0.0.1:port until it is accepted. Returns 0 or
  * BERTH_ETIMEDOUT. */
 int h_wait_port(int port, int timeout_ms);
+
+/* ---------------------------------------------------------------- servers */
+
+/* Starts a server process (nats-server, postgres) on the port its handle
+ * holds and waits until it is ready. Returns 0, BERTH_EUNAVAIL when the
+ * server exited during start-up (most likely another process took the
+ * port), or another berth code. */
+typedef int (*h_spawn_fn)(void *arg);
+
+/* Runs spawn(arg) up to attempts times, each on a fresh h_free_port()
+ * stored in *port first, while it returns BERTH_EUNAVAIL; name is for the
+ * messages. Returns spawn's last result or h_free_port()'s error. */
+int h_server_start(h_spawn_fn spawn, void *arg, int *port, const char *name,
+                   int attempts);
+
+/* Runs spawn(arg) again on the same port, up to attempts times 200 ms
+ * apart while it returns BERTH_EUNAVAIL (a slow release of the listener).
+ * Returns spawn's last result, after printing why when it is not 0. */
+int h_server_restart(h_spawn_fn spawn, void *arg, int port, const char *name,
+                     int attempts);
 
 /* ---------------------------------------------------------------- nats */
 

@@ -1,7 +1,7 @@
 /* pg.c - a private PostgreSQL for tests: template cluster, start, stop,
  * restart, fresh databases.
  *
- * Layout: messages, the binaries and the user they run as, the command
+ * Layout: the binaries and the user they run as, the command
  * vector (setpriv prefix when root), the per-process template, then the
  * h_pg functions.
  *
@@ -18,7 +18,6 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +27,6 @@
 #include <libpq-fe.h>
 
 #include "common/buf.h"
-#include "common/clock.h"
 #include "common/err.h"
 
 #define H_PG_INITDB_MS 120000   /* initdb on a slow disk */
@@ -40,26 +38,6 @@
 #define H_PG_ARGS 48            /* entries in a command vector */
 #define H_PG_SOCK_MAX 107       /* sun_path, minus the terminator */
 #define H_PG_READY "database system is ready to accept connections"
-
-/* ---------------------------------------------------------------- helpers */
-
-/* Prints "harness: <message>\n" to stderr in one write (as harness.c). */
-__attribute__((format(printf, 1, 2))) static void pg_say(const char *fmt, ...)
-{
-    char line[1024];
-    va_list ap;
-    int n;
-
-    n = snprintf(line, sizeof(line), "harness: ");
-    va_start(ap, fmt);
-    vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
-    va_end(ap);
-    n = (int)strlen(line);
-    line[n++] = '\n';
-    if (write(STDERR_FILENO, line, (size_t)n) < 0) {
-        /* Nothing sensible to do when stderr is gone. */
-    }
-}
 
 /* ---------------------------------------------------------------- binaries */
 
@@ -97,7 +75,7 @@ static int find_bindir(char *dst, size_t size)
         if (is_exec(env, "postgres") && is_exec(env, "initdb") &&
             snprintf(dst, size, "%s", env) < (int)size)
             return 0;
-        pg_say("BERTH_PG_BINDIR=%s holds no postgres and initdb", env);
+        h_say("BERTH_PG_BINDIR=%s holds no postgres and initdb", env);
         return BERTH_ENOENT;
     }
     if (glob("/usr/lib/postgresql/*/bin/postgres", 0, NULL, &g) == 0) {
@@ -148,7 +126,7 @@ static int env_load(pg_env *e)
         return 0;
     rc = find_bindir(e->bindir, sizeof(e->bindir));
     if (rc != 0) {
-        pg_say("PostgreSQL not found (install postgresql or set "
+        h_say("PostgreSQL not found (install postgresql or set "
                "BERTH_PG_BINDIR)");
         return rc;
     }
@@ -157,12 +135,12 @@ static int env_load(pg_env *e)
             user = "postgres";
         if (getpwnam_r(user, &pw, pwbuf, sizeof(pwbuf), &res) != 0 ||
             res == NULL) {
-            pg_say("running as root, and there is no user %s to run "
+            h_say("running as root, and there is no user %s to run "
                    "PostgreSQL as (set BERTH_PG_USER)", user);
             return BERTH_ENOENT;
         }
         if (pw.pw_uid == 0) {
-            pg_say("BERTH_PG_USER=%s is root; PostgreSQL refuses root", user);
+            h_say("BERTH_PG_USER=%s is root; PostgreSQL refuses root", user);
             return BERTH_EINVAL;
         }
         e->as_user = 1;
@@ -179,7 +157,7 @@ static int give(const pg_env *e, const char *path)
     if (!e->as_user)
         return 0;
     if (chown(path, e->uid, e->gid) != 0) {
-        pg_say("chown %s: %s", path, strerror(errno));
+        h_say("chown %s: %s", path, strerror(errno));
         return berth_err_from_errno(errno);
     }
     return 0;
@@ -240,7 +218,7 @@ static int cmd_run(pg_cmd *c, const char *what, const char *input)
 
     buf_init(&out, H_PG_OUT_MAX);
     if (c->overflow) {
-        pg_say("%s: too many arguments", what);
+        h_say("%s: too many arguments", what);
         rc = BERTH_EINTERNAL;
         goto out;
     }
@@ -249,7 +227,7 @@ static int cmd_run(pg_cmd *c, const char *what, const char *input)
     if (st == BERTH_ETOOBIG)
         st = 0; /* chatty, not failed */
     if (st != 0 || (out.data != NULL && strstr(out.data, "ERROR:") != NULL)) {
-        pg_say("%s failed (status %d):\n%s", what, st,
+        h_say("%s failed (status %d):\n%s", what, st,
                out.data != NULL ? out.data : "");
         rc = st < 0 ? st : BERTH_EIO;
     }
@@ -352,10 +330,12 @@ out:
 /* ---------------------------------------------------------------- h_pg */
 
 /* Starts the postmaster of pg->dir on pg->port and waits until it accepts
- * connections. On failure pg->proc is stopped and freed; BERTH_EUNAVAIL
- * means the server exited during start-up (most likely a lost port). */
-static int pg_spawn(h_pg *pg)
+ * connections (an h_spawn_fn). On failure pg->proc is stopped and freed;
+ * BERTH_EUNAVAIL means the server exited during start-up (most likely a
+ * lost port). */
+static int pg_spawn(void *arg)
 {
+    h_pg *pg = arg;
     char data[PATH_MAX];
     char log[PATH_MAX];
     char port[16];
@@ -405,7 +385,6 @@ out:
 int h_pg_start(h_pg *pg)
 {
     char data[PATH_MAX];
-    int attempt;
     int rc;
 
     memset(pg, 0, sizeof(*pg));
@@ -418,7 +397,7 @@ int h_pg_start(h_pg *pg)
         goto out;
     }
     if (strlen(pg->dir) + strlen("/.s.PGSQL.65535") > H_PG_SOCK_MAX) {
-        pg_say("postgres: %s is too long for a unix socket path (TMPDIR)",
+        h_say("postgres: %s is too long for a unix socket path (TMPDIR)",
                pg->dir);
         rc = BERTH_EINVAL;
         goto out;
@@ -436,24 +415,14 @@ int h_pg_start(h_pg *pg)
     }
     if (rc != 0)
         goto out;
-    for (attempt = 0; attempt < H_PG_ATTEMPTS; attempt++) {
-        rc = h_free_port();
-        if (rc < 0)
-            goto out;
-        pg->port = rc;
-        rc = pg_spawn(pg);
-        /* An early exit most likely lost a race for the port. */
-        if (rc != BERTH_EUNAVAIL)
-            break;
-        pg_say("postgres exited early on port %d; retrying", pg->port);
-    }
+    rc = h_server_start(pg_spawn, pg, &pg->port, "postgres", H_PG_ATTEMPTS);
     if (rc != 0)
         goto out;
     snprintf(pg->dsn, sizeof(pg->dsn),
              "host=127.0.0.1 port=%d dbname=berth user=postgres", pg->port);
 out:
     if (rc != 0) {
-        pg_say("postgres did not start (%s)", berth_strerror(rc));
+        h_say("postgres did not start (%s)", berth_strerror(rc));
         h_pg_destroy(pg);
     }
     return rc;
@@ -472,51 +441,33 @@ int h_pg_stop(h_pg *pg)
     h_proc_free(&pg->proc);
     if (st == 0)
         return 0;
-    pg_say("postgres on port %d stopped with status %d", pg->port, st);
+    h_say("postgres on port %d stopped with status %d", pg->port, st);
     return st == H_PROC_KILLED ? BERTH_ETIMEDOUT : BERTH_EIO;
 }
 
 int h_pg_restart(h_pg *pg)
 {
-    int attempt;
     int rc;
 
     if (pg->dir == NULL || pg->port <= 0) {
-        pg_say("postgres restart: the server was never started");
+        h_say("postgres restart: the server was never started");
         return BERTH_EINVAL;
     }
     rc = h_pg_stop(pg);
     if (rc != 0 && rc != BERTH_ETIMEDOUT)
         return rc;
-    /* The port was ours; a retry covers a slow release of the listener. */
-    for (attempt = 0; attempt < H_PG_ATTEMPTS; attempt++) {
-        rc = pg_spawn(pg);
-        if (rc != BERTH_EUNAVAIL)
-            break;
-        clock_sleep_ms(200);
-    }
-    if (rc != 0)
-        pg_say("postgres did not restart on port %d (%s)", pg->port,
-               berth_strerror(rc));
-    return rc;
+    /* The port was ours. */
+    return h_server_restart(pg_spawn, pg, pg->port, "postgres", H_PG_ATTEMPTS);
 }
 
 void h_pg_destroy(h_pg *pg)
 {
-    const char *keep = getenv("BERTH_KEEP_TEST_DIRS");
-
     if (pg == NULL)
         return;
     if (pg->proc.pid > 0)
         h_pg_stop(pg);
     h_proc_free(&pg->proc);
-    if (pg->dir != NULL) {
-        if (keep != NULL && keep[0] != '\0')
-            pg_say("kept postgres dir %s", pg->dir);
-        else
-            h_rmtree(pg->dir);
-    }
-    free(pg->dir);
+    h_tempdir_drop(pg->dir, "postgres");
     memset(pg, 0, sizeof(*pg));
 }
 
@@ -548,20 +499,20 @@ int h_pg_createdb(h_pg *pg, const char *name, char *dsn, size_t size)
     }
     conn = PQconnectdb(pg->dsn);
     if (PQstatus(conn) != CONNECTION_OK) {
-        pg_say("createdb %s: %s", name, PQerrorMessage(conn));
+        h_say("createdb %s: %s", name, PQerrorMessage(conn));
         rc = BERTH_EUNAVAIL;
         goto out;
     }
     snprintf(sql, sizeof(sql), "CREATE DATABASE \"%s\"", name);
     res = PQexec(conn, sql);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        pg_say("createdb %s: %s", name, PQerrorMessage(conn));
+        h_say("createdb %s: %s", name, PQerrorMessage(conn));
         rc = BERTH_EIO;
         goto out;
     }
 out:
     if (rc == BERTH_EINVAL)
-        pg_say("createdb: bad database name \"%s\"", name ? name : "(null)");
+        h_say("createdb: bad database name \"%s\"", name ? name : "(null)");
     PQclear(res);
     PQfinish(conn);
     return rc;

@@ -11,16 +11,11 @@
  *
  * One panel serves the whole suite (CK_FORK off); tests run in order.
  */
-#include <curl/curl.h>
 #include <jansson.h>
 #include <libpq-fe.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "bus/bus.h"
@@ -31,9 +26,9 @@
 #include "common/token.h"
 #include "node.pb-c.h"
 #include "site.pb-c.h"
-#include "tests/harness/harness.h"
-#include "tests/harness/pg.h"
+#include "tests/harness/panel.h"
 #include "tests/harness/unit.h"
+#include "tests/harness/ws.h"
 
 #define ADMIN_PASSWORD "correct horse battery staple"
 #define UNA_PASSWORD "una's long password"
@@ -41,13 +36,9 @@
 #define NODE_URL "https://node-1.example:8443"
 #define WS_WAIT_MS 5000
 
-static h_nats nats;
-static h_pg pg;
-static h_proc panel_proc;
+static h_panel panel;
 static bus *tb; /* the test's own bus: plays the daemons */
-static int port;
-static char base[64];
-static char admin_access[4096], una_access[4096];
+static char admin_access[H_ACCESS_MAX], una_access[H_ACCESS_MAX];
 static char una_id[40], site_a[40], site_b[40];
 static int role_id;
 static int admin_fd = -1, una_fd = -1; /* kept open across tests */
@@ -55,69 +46,6 @@ static int lazy_fd = -1; /* opened without a token in the first test */
 static int64_t lazy_opened_ms;
 
 /* ------------------------------------------------------------ HTTP */
-
-struct resp {
-    long status;
-    buf body;
-    json_t *json;
-};
-
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
-{
-    struct resp *r = ud;
-
-    if (buf_append(&r->body, p, size * n) != 0)
-        return 0;
-    return size * n;
-}
-
-static void resp_free(struct resp *r)
-{
-    buf_free(&r->body);
-    json_decref(r->json);
-    memset(r, 0, sizeof(*r));
-}
-
-/* Sends one request; body and bearer may be NULL. */
-static long call(struct resp *r, const char *method, const char *path,
-                 const char *bearer, const char *body)
-{
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
-    char url[512], auth[4200];
-
-    memset(r, 0, sizeof(*r));
-    buf_init(&r->body, 1 << 20);
-    snprintf(url, sizeof(url), "%s%s", base, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
-    if (bearer != NULL) {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", bearer);
-        h = curl_slist_append(h, auth);
-    }
-    if (body != NULL) {
-        h = curl_slist_append(h, "Content-Type: application/json");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    }
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-    if (r->body.len > 0)
-        r->json = json_loadb(r->body.data, r->body.len, 0, NULL);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return r->status;
-}
-
-static const char *jstr(json_t *j, const char *key)
-{
-    const char *s = json_string_value(json_object_get(j, key));
-    return s ? s : "";
-}
 
 /* The compact JSON text of j, in a static buffer. */
 static const char *dump(const json_t *j)
@@ -132,14 +60,7 @@ static const char *dump(const json_t *j)
 
 static void login(const char *user, const char *password, char *access)
 {
-    struct resp r;
-    char body[256];
-
-    snprintf(body, sizeof(body), "{\"username\":\"%s\",\"password\":\"%s\"}",
-             user, password);
-    ck_assert_int_eq(call(&r, "POST", "/auth/login", NULL, body), 201);
-    strcpy(access, jstr(r.json, "accessToken"));
-    resp_free(&r);
+    ck_assert_int_eq(h_login(&panel, user, password, access, NULL), 201);
 }
 
 /* ------------------------------------------------------------ PostgreSQL */
@@ -149,7 +70,7 @@ static void login(const char *user, const char *password, char *access)
 static void sql(const char *q, int n, const char *const *params, char *out,
                 size_t outlen)
 {
-    PGconn *c = PQconnectdb(pg.dsn);
+    PGconn *c = PQconnectdb(panel.pg.dsn);
     PGresult *res;
 
     ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
@@ -167,136 +88,32 @@ static void sql(const char *q, int n, const char *const *params, char *out,
 
 /* ------------------------------------------------------------ websocket */
 
-static int tcp_connect(int rcvbuf)
-{
-    struct sockaddr_in a;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-
-    ck_assert_int_ge(fd, 0);
-    if (rcvbuf > 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    return fd;
-}
-
-static void send_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-
-    while (n > 0) {
-        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
-
-        ck_assert_int_gt(w, 0);
-        c += w;
-        n -= (size_t)w;
-    }
-}
-
-/* Reads exactly n bytes, waiting at most timeout_ms in all; returns how
- * many arrived. */
-static size_t recv_n(int fd, void *p, size_t n, int timeout_ms)
-{
-    int64_t end = clock_mono_ms() + timeout_ms;
-    size_t got = 0;
-
-    while (got < n) {
-        int64_t left = end - clock_mono_ms();
-        struct timeval tv;
-        ssize_t r;
-
-        if (left <= 0)
-            break;
-        tv.tv_sec = left / 1000;
-        tv.tv_usec = (left % 1000) * 1000;
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        r = recv(fd, (char *)p + got, n - got, 0);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    return got;
-}
-
 /* Opens /ws with target ("/ws" or "/ws?token=..."); asserts the 101. */
 static int ws_connect(const char *target, int rcvbuf)
 {
-    char req[5120], head[1024];
-    int fd = tcp_connect(rcvbuf);
-    size_t n = 0;
+    char head[1024];
+    int fd = h_tcp_connect(panel.port, rcvbuf);
 
-    snprintf(req, sizeof(req),
-             "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-             "Connection: Upgrade\r\n"
-             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-             "Sec-WebSocket-Version: 13\r\n\r\n",
-             target);
-    send_all(fd, req, strlen(req));
-    head[0] = '\0';
-    while (n + 1 < sizeof(head) && strstr(head, "\r\n\r\n") == NULL) {
-        if (recv_n(fd, head + n, 1, WS_WAIT_MS) != 1)
-            break;
-        head[++n] = '\0';
-    }
+    ck_assert_int_ge(fd, 0);
+    h_ws_handshake(fd, target, head, sizeof(head), WS_WAIT_MS);
     ck_assert_msg(strncmp(head, "HTTP/1.1 101", 12) == 0, "%s", head);
     return fd;
 }
 
-/* Sends one masked text frame. */
+/* Sends one text frame. */
 static void ws_send(int fd, const char *data)
 {
-    size_t len = strlen(data), h = 0, i;
-    unsigned char *f = malloc(len + 14);
-    const unsigned char mask[4] = {0x9a, 0x21, 0x5c, 0xe3};
-
-    f[h++] = 0x81;
-    if (len < 126) {
-        f[h++] = (unsigned char)(0x80 | len);
-    } else {
-        ck_assert_uint_lt(len, 65536);
-        f[h++] = 0x80 | 126;
-        f[h++] = (unsigned char)(len >> 8);
-        f[h++] = (unsigned char)len;
-    }
-    memcpy(f + h, mask, 4);
-    h += 4;
-    for (i = 0; i < len; i++)
-        f[h + i] = (unsigned char)data[i] ^ mask[i % 4];
-    send_all(fd, f, h + len);
-    free(f);
+    ck_assert_int_eq(h_ws_send(fd, H_WS_TEXT, data, strlen(data)), 0);
 }
 
 /* Reads one server frame into out (NUL-terminated); returns its opcode,
- * or -1 on timeout or a broken connection. */
+ * or a negative code on timeout or a broken connection. */
 static int ws_recv(int fd, char *out, size_t size, int timeout_ms)
 {
-    unsigned char h[2], ext[8];
-    uint64_t n;
-    size_t i;
+    int op = h_ws_recv(fd, out, size, NULL, timeout_ms);
 
-    if (recv_n(fd, h, 2, timeout_ms) != 2)
-        return -1;
-    n = h[1] & 0x7f;
-    if (n == 126) {
-        if (recv_n(fd, ext, 2, WS_WAIT_MS) != 2)
-            return -1;
-        n = (uint64_t)ext[0] << 8 | ext[1];
-    } else if (n == 127) {
-        if (recv_n(fd, ext, 8, WS_WAIT_MS) != 8)
-            return -1;
-        for (n = 0, i = 0; i < 8; i++)
-            n = n << 8 | ext[i];
-    }
-    ck_assert_uint_lt(n, size);
-    if (recv_n(fd, out, (size_t)n, WS_WAIT_MS) != n)
-        return -1;
-    out[n] = '\0';
-    return h[0] & 0x0f;
+    ck_assert_int_ne(op, BERTH_ETOOBIG);
+    return op;
 }
 
 /* The next text message as JSON (caller decrefs), or NULL when a close
@@ -308,9 +125,9 @@ static json_t *ws_next(int fd, int timeout_ms)
 
     for (;;) {
         op = ws_recv(fd, msg, sizeof(msg), timeout_ms);
-        if (op == 1)
+        if (op == H_WS_TEXT)
             break;
-        if (op != 9 && op != 10) /* skip pings and pongs */
+        if (op != H_WS_PING && op != H_WS_PONG) /* skip pings and pongs */
             return NULL;
     }
     return json_loads(msg, 0, NULL);
@@ -323,7 +140,7 @@ static json_t *ws_expect(int fd, const char *type)
     json_t *j = ws_next(fd, WS_WAIT_MS);
 
     ck_assert_msg(j != NULL, "no message; expected %s", type);
-    ck_assert_msg(strcmp(jstr(j, "type"), type) == 0, "got %s, expected %s",
+    ck_assert_msg(strcmp(h_jstr(j, "type"), type) == 0, "got %s, expected %s",
                   dump(j), type);
     return j;
 }
@@ -334,9 +151,9 @@ static void ws_expect_error_close(int fd, const char *code)
     char msg[1024];
     json_t *j = ws_expect(fd, "error");
 
-    ck_assert_str_eq(jstr(j, "code"), code);
+    ck_assert_str_eq(h_jstr(j, "code"), code);
     json_decref(j);
-    ck_assert_int_eq(ws_recv(fd, msg, sizeof(msg), WS_WAIT_MS), 8);
+    ck_assert_int_eq(ws_recv(fd, msg, sizeof(msg), WS_WAIT_MS), H_WS_CLOSE);
 }
 
 /* Everything that arrives before the answer to a ping: what the server
@@ -350,7 +167,7 @@ static json_t *ws_drain(int fd)
         json_t *j = ws_next(fd, WS_WAIT_MS);
 
         ck_assert_ptr_nonnull(j);
-        if (strcmp(jstr(j, "type"), "pong") == 0) {
+        if (strcmp(h_jstr(j, "type"), "pong") == 0) {
             json_decref(j);
             return all;
         }
@@ -433,10 +250,11 @@ static void wait_for(int fd, const char *type, const char *site,
         int hit;
 
         ck_assert_msg(j != NULL, "no %s event arrived", type);
-        hit = strcmp(jstr(j, "type"), type) == 0 &&
-              (site == NULL || strcmp(jstr(j, "siteId"), site) == 0) &&
+        hit = strcmp(h_jstr(j, "type"), type) == 0 &&
+              (site == NULL || strcmp(h_jstr(j, "siteId"), site) == 0) &&
               (reason == NULL ||
-               strcmp(jstr(json_object_get(j, "data"), "reason"), reason) == 0);
+               strcmp(h_jstr(json_object_get(j, "data"), "reason"), reason) ==
+                   0);
         if (seen != NULL)
             json_array_append(seen, j);
         json_decref(j);
@@ -453,8 +271,8 @@ static int count(json_t *list, const char *type, const char *site)
     int n = 0;
 
     json_array_foreach(list, i, j) {
-        if (strcmp(jstr(j, "type"), type) == 0 &&
-            (site == NULL || strcmp(jstr(j, "siteId"), site) == 0))
+        if (strcmp(h_jstr(j, "type"), type) == 0 &&
+            (site == NULL || strcmp(h_jstr(j, "siteId"), site) == 0))
             n++;
     }
     return n;
@@ -462,52 +280,28 @@ static int count(json_t *list, const char *type, const char *site)
 
 /* ------------------------------------------------------------ set-up */
 
-static void start_panel(void)
-{
-    char url[96], dsn[320], dir[320], addr[64], sqld[600], pw[96];
-    char *argv[] = {(char *)h_bin("berth-panel"), NULL};
-    char *env[] = {url, dsn, dir, addr, sqld, pw, "BERTH_STRICT_SUBJECTS=1",
-                   NULL};
-    char log[512];
-
-    port = h_free_port();
-    snprintf(url, sizeof(url), "BERTH_NATS_URL=%s", nats.url);
-    snprintf(dsn, sizeof(dsn), "BERTH_PG_DSN=%s", pg.dsn);
-    snprintf(dir, sizeof(dir), "BERTH_DATA_DIR=%s/panel", nats.dir);
-    snprintf(addr, sizeof(addr), "BERTH_PANEL_ADDR=127.0.0.1:%d", port);
-    snprintf(sqld, sizeof(sqld), "BERTH_SQL_DIR=%s/../../sql", h_bin("."));
-    snprintf(pw, sizeof(pw), "BERTH_ADMIN_PASSWORD=%s", ADMIN_PASSWORD);
-    snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
-    snprintf(log, sizeof(log), "%s/panel.log", nats.dir);
-    ck_assert_int_eq(h_proc_start(&panel_proc, "panel", argv, env, log), 0);
-    ck_assert_int_eq(h_proc_wait_log(&panel_proc, "msg=ready", 20000), 0);
-}
-
 static void suite_up(void)
 {
-    struct resp r;
+    h_resp r;
     const char *params[2];
 
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    ck_assert_int_eq(h_nats_start(&nats), 0);
-    ck_assert_int_eq(h_pg_start(&pg), 0);
-    start_panel();
+    ck_assert_int_eq(h_panel_start(&panel, ADMIN_PASSWORD, NULL), 0);
     login("admin", ADMIN_PASSWORD, admin_access);
 
     /* A role without any site or node permission, and una holding it. */
-    ck_assert_int_eq(call(&r, "POST", "/role", admin_access,
-                          "{\"name\":\"siteless\","
-                          "\"permissions\":[\"user.read\"]}"),
+    ck_assert_int_eq(h_call(&panel, &r, "POST", "/role", admin_access,
+                            "{\"name\":\"siteless\","
+                            "\"permissions\":[\"user.read\"]}"),
                      200);
     role_id = (int)json_integer_value(json_object_get(r.json, "id"));
-    resp_free(&r);
-    ck_assert_int_eq(call(&r, "POST", "/user/create", admin_access,
-                          "{\"name\":\"una\",\"email\":\"una@example.org\","
-                          "\"password\":\"" UNA_PASSWORD "\","
-                          "\"role_name\":\"siteless\"}"),
+    h_resp_free(&r);
+    ck_assert_int_eq(h_call(&panel, &r, "POST", "/user/create", admin_access,
+                            "{\"name\":\"una\",\"email\":\"una@example.org\","
+                            "\"password\":\"" UNA_PASSWORD "\","
+                            "\"role_name\":\"siteless\"}"),
                      201);
-    snprintf(una_id, sizeof(una_id), "%s", jstr(r.json, "uuid"));
-    resp_free(&r);
+    snprintf(una_id, sizeof(una_id), "%s", h_jstr(r.json, "uuid"));
+    h_resp_free(&r);
     ck_assert(id_uuid_valid(una_id));
 
     /* A node, sites A and B on it, and una's grant on A, loaded by the
@@ -526,11 +320,9 @@ static void suite_up(void)
     sql("INSERT INTO site_grants (user_id, site_id, permission) VALUES"
         " ($1, $2, 'site.read'), ($1, $2, 'site.console.read')",
         2, params, NULL, 0);
-    ck_assert_int_eq(h_proc_stop(&panel_proc, SIGTERM, 10000), 0);
-    h_proc_free(&panel_proc);
-    start_panel();
+    ck_assert_int_eq(h_panel_restart(&panel), 0);
     login("una", UNA_PASSWORD, una_access);
-    tb = h_bus_open(nats.url, "berth-test");
+    tb = h_bus_open(panel.nats.url, "berth-test");
 }
 
 static void suite_down(void)
@@ -538,15 +330,11 @@ static void suite_down(void)
     if (lazy_fd >= 0)
         close(lazy_fd);
     bus_close(tb);
-    ck_assert_int_eq(h_proc_stop(&panel_proc, SIGTERM, 10000), 0);
-    h_proc_free(&panel_proc);
+    ck_assert_int_eq(h_panel_stop(&panel), 0);
     if (admin_fd >= 0)
         close(admin_fd);
     if (una_fd >= 0)
         close(una_fd);
-    h_pg_destroy(&pg);
-    h_nats_stop(&nats);
-    curl_global_cleanup();
 }
 
 /* ------------------------------------------------------------ tests */
@@ -585,20 +373,20 @@ START_TEST(ws_authentication)
     snprintf(target, sizeof(target), "/ws?token=%s", admin_access);
     fd = ws_connect(target, 0);
     j = ws_expect(fd, "ready");
-    ck_assert_uint_eq(strlen(jstr(j, "userId")), 36);
+    ck_assert_uint_eq(strlen(h_jstr(j, "userId")), 36);
     json_decref(j);
     /* ... after which bad messages are answered, not fatal. */
     ws_send(fd, "not json");
     j = ws_expect(fd, "error");
-    ck_assert_str_eq(jstr(j, "code"), "EPROTO");
+    ck_assert_str_eq(h_jstr(j, "code"), "EPROTO");
     json_decref(j);
     ws_send(fd, "{\"type\":\"subscribe\",\"topics\":[\"site.logs\"]}");
     j = ws_expect(fd, "error");
-    ck_assert_str_eq(jstr(j, "code"), "EINVAL");
+    ck_assert_str_eq(h_jstr(j, "code"), "EINVAL");
     json_decref(j);
     ws_send(fd, "{\"type\":\"auth\",\"token\":\"x\"}");
     j = ws_expect(fd, "error");
-    ck_assert_str_eq(jstr(j, "code"), "EINVAL");
+    ck_assert_str_eq(h_jstr(j, "code"), "EINVAL");
     json_decref(j);
     ws_send(fd,
             "{\"type\":\"subscribe\",\"topics\":[\"node\",\"site.stats\"]}");
@@ -628,7 +416,7 @@ START_TEST(ws_fan_out_by_permission)
              una_access);
     ws_send(una_fd, auth);
     j = ws_expect(una_fd, "ready");
-    ck_assert_str_eq(jstr(j, "userId"), una_id);
+    ck_assert_str_eq(h_jstr(j, "userId"), una_id);
     json_decref(j);
     subscribe(admin_fd, "[\"site.status\",\"site.stats\",\"node\"]");
     subscribe(una_fd, "[\"site.status\",\"site.stats\",\"node\"]");
@@ -661,14 +449,14 @@ START_TEST(ws_fan_out_by_permission)
         json_array_foreach(seen, i, j) {
             json_t *d = json_object_get(j, "data");
 
-            ck_assert_str_eq(jstr(j, "nodeId"), NODE_ID);
+            ck_assert_str_eq(h_jstr(j, "nodeId"), NODE_ID);
             ck_assert(json_is_object(d));
-            if (strcmp(jstr(j, "type"), "site.status") == 0) {
-                ck_assert_str_eq(jstr(d, "state"), "SITE_STATE_RUNNING");
-                ck_assert_str_eq(jstr(d, "siteId"), jstr(j, "siteId"));
+            if (strcmp(h_jstr(j, "type"), "site.status") == 0) {
+                ck_assert_str_eq(h_jstr(d, "state"), "SITE_STATE_RUNNING");
+                ck_assert_str_eq(h_jstr(d, "siteId"), h_jstr(j, "siteId"));
             }
-            if (strcmp(jstr(j, "type"), "site.stats") == 0)
-                ck_assert_str_eq(jstr(d, "memoryBytes"), "67108864");
+            if (strcmp(h_jstr(j, "type"), "site.stats") == 0)
+                ck_assert_str_eq(h_jstr(d, "memoryBytes"), "67108864");
         }
     }
     json_decref(seen);
@@ -686,23 +474,25 @@ END_TEST
 /* A change of role reaches open websockets at once. */
 START_TEST(ws_permission_change_is_immediate)
 {
-    struct resp r;
+    h_resp r;
     char body[256];
     json_t *una;
 
     snprintf(body, sizeof(body),
              "{\"id\":%d,\"permissions\":[\"user.read\",\"node.read\"]}",
              role_id);
-    ck_assert_int_eq(call(&r, "PATCH", "/role", admin_access, body), 200);
-    resp_free(&r);
+    ck_assert_int_eq(h_call(&panel, &r, "PATCH", "/role", admin_access, body),
+                     200);
+    h_resp_free(&r);
     publish_node_online();
     wait_for(una_fd, "node.online", NULL, NULL, NULL);
     wait_for(admin_fd, "node.online", NULL, NULL, NULL);
 
     snprintf(body, sizeof(body), "{\"id\":%d,\"permissions\":[\"user.read\"]}",
              role_id);
-    ck_assert_int_eq(call(&r, "PATCH", "/role", admin_access, body), 200);
-    resp_free(&r);
+    ck_assert_int_eq(h_call(&panel, &r, "PATCH", "/role", admin_access, body),
+                     200);
+    h_resp_free(&r);
     publish_node_online();
     wait_for(admin_fd, "node.online", NULL, NULL, NULL);
     una = ws_drain(una_fd);
@@ -732,9 +522,9 @@ START_TEST(ws_rate_limit)
     for (i = 0; i < 60; i++)
         ws_send(una_fd, "{\"type\":\"ping\"}");
     while ((j = ws_next(una_fd, 700)) != NULL) {
-        if (strcmp(jstr(j, "type"), "pong") == 0)
+        if (strcmp(h_jstr(j, "type"), "pong") == 0)
             pongs++;
-        else if (strcmp(jstr(j, "code"), "ETHROTTLE") == 0)
+        else if (strcmp(h_jstr(j, "code"), "ETHROTTLE") == 0)
             throttled++;
         json_decref(j);
     }
@@ -750,15 +540,15 @@ END_TEST
 /* The value of a line of /metrics. */
 static long metric(const char *name)
 {
-    struct resp r;
+    h_resp r;
     const char *at;
     long v;
 
-    ck_assert_int_eq(call(&r, "GET", "/metrics", NULL, NULL), 200);
+    ck_assert_int_eq(h_call(&panel, &r, "GET", "/metrics", NULL, NULL), 200);
     at = strstr(r.body.data, name);
     ck_assert_msg(at != NULL, "no %s in /metrics", name);
     v = strtol(at + strlen(name), NULL, 10);
-    resp_free(&r);
+    h_resp_free(&r);
     return v;
 }
 
@@ -791,9 +581,9 @@ START_TEST(ws_slow_client_dropped)
     clock_sleep_ms(300);
 
     while ((j = ws_next(fd, 1500)) != NULL) {
-        if (strcmp(jstr(j, "type"), "site.stats") == 0) {
+        if (strcmp(h_jstr(j, "type"), "site.stats") == 0) {
             stats++;
-        } else if (strcmp(jstr(j, "type"), "dropped") == 0) {
+        } else if (strcmp(h_jstr(j, "type"), "dropped") == 0) {
             notices++;
             dropped += (long)json_integer_value(json_object_get(j, "count"));
         }
@@ -814,13 +604,13 @@ END_TEST
 
 /* ------------------------------------------------------------ tokens */
 
-static void issue(struct resp *r, const char *token, const char *site,
+static void issue(h_resp *r, const char *token, const char *site,
                   const char *body, long want)
 {
     char path[128];
 
     snprintf(path, sizeof(path), "/sites/%s/tokens", site);
-    ck_assert_int_eq(call(r, "POST", path, token, body), want);
+    ck_assert_int_eq(h_call(&panel, r, "POST", path, token, body), want);
 }
 
 START_TEST(direct_tokens)
@@ -829,18 +619,18 @@ START_TEST(direct_tokens)
     Berth__V1__PanelPubkey *pk = NULL;
     ProtobufCMessage *reply = NULL;
     bus_error err;
-    struct resp r;
+    h_resp r;
     json_t *claims = NULL, *perms;
     char token[TOKEN_MAX], bad[TOKEN_MAX], audit[16];
     const char *dot, *params[1];
     int64_t now = clock_wall_ms() / 1000, exp;
 
     issue(&r, una_access, site_a, "{\"scope\":\"console\"}", 200);
-    snprintf(token, sizeof(token), "%s", jstr(r.json, "token"));
-    ck_assert_str_eq(jstr(r.json, "url"), NODE_URL);
-    ck_assert_str_eq(jstr(r.json, "scope"), "console");
-    ck_assert_uint_eq(strlen(jstr(r.json, "expiresAt")), 24);
-    resp_free(&r);
+    snprintf(token, sizeof(token), "%s", h_jstr(r.json, "token"));
+    ck_assert_str_eq(h_jstr(r.json, "url"), NODE_URL);
+    ck_assert_str_eq(h_jstr(r.json, "scope"), "console");
+    ck_assert_uint_eq(strlen(h_jstr(r.json, "expiresAt")), 24);
+    h_resp_free(&r);
 
     /* The public key from the bus. */
     ck_assert_int_eq(bus_request(tb, "panel.pubkey", &empty.base, 2000, &reply,
@@ -854,13 +644,13 @@ START_TEST(direct_tokens)
     ck_assert_int_eq(token_verify_ed25519(token, pk->public_key.data, now,
                                           &claims),
                      0);
-    ck_assert_str_eq(jstr(claims, "sub"), una_id);
-    ck_assert_str_eq(jstr(claims, "site"), site_a);
-    ck_assert_str_eq(jstr(claims, "node"), NODE_ID);
-    ck_assert_str_eq(jstr(claims, "scope"), "console");
-    ck_assert_str_eq(jstr(claims, "kid"), pk->key_id);
-    ck_assert_str_eq(jstr(claims, "typ"), "direct");
-    ck_assert(id_uuid_valid(jstr(claims, "jti")));
+    ck_assert_str_eq(h_jstr(claims, "sub"), una_id);
+    ck_assert_str_eq(h_jstr(claims, "site"), site_a);
+    ck_assert_str_eq(h_jstr(claims, "node"), NODE_ID);
+    ck_assert_str_eq(h_jstr(claims, "scope"), "console");
+    ck_assert_str_eq(h_jstr(claims, "kid"), pk->key_id);
+    ck_assert_str_eq(h_jstr(claims, "typ"), "direct");
+    ck_assert(id_uuid_valid(h_jstr(claims, "jti")));
     exp = json_integer_value(json_object_get(claims, "exp"));
     ck_assert_int_eq(exp - json_integer_value(json_object_get(claims, "iat")),
                      600);
@@ -892,30 +682,30 @@ START_TEST(direct_tokens)
 
     /* Refusals. */
     issue(&r, una_access, site_a, "{\"scope\":\"files\"}", 403);
-    resp_free(&r);
+    h_resp_free(&r);
     issue(&r, una_access, site_b, "{\"scope\":\"console\"}", 403);
-    resp_free(&r);
+    h_resp_free(&r);
     issue(&r, una_access, "7d1d8e2e-96c4-4a3b-9a57-05f1c1a1b2c3",
           "{\"scope\":\"console\"}", 404);
-    resp_free(&r);
+    h_resp_free(&r);
     issue(&r, una_access, "nope", "{\"scope\":\"console\"}", 404);
-    resp_free(&r);
+    h_resp_free(&r);
     issue(&r, una_access, site_a, "{\"scope\":\"shell\"}", 400);
-    resp_free(&r);
+    h_resp_free(&r);
     issue(&r, una_access, site_a, "{\"scope\":\"console\",\"x\":1}", 400);
-    resp_free(&r);
+    h_resp_free(&r);
     issue(&r, NULL, site_a, "{\"scope\":\"console\"}", 401);
-    resp_free(&r);
+    h_resp_free(&r);
 
     /* The admin holds every site permission everywhere. */
     issue(&r, admin_access, site_b, "{\"scope\":\"files\"}", 200);
-    ck_assert_int_eq(token_verify_ed25519(jstr(r.json, "token"),
+    ck_assert_int_eq(token_verify_ed25519(h_jstr(r.json, "token"),
                                           pk->public_key.data, now, &claims),
                      0);
-    ck_assert_str_eq(jstr(claims, "site"), site_b);
+    ck_assert_str_eq(h_jstr(claims, "site"), site_b);
     ck_assert_int_eq(json_array_size(json_object_get(claims, "perms")), 8);
     json_decref(claims);
-    resp_free(&r);
+    h_resp_free(&r);
 
     /* Each issuance is in the audit log. */
     params[0] = site_a;
@@ -956,15 +746,5 @@ static Suite *make_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(make_suite());
-    int failed;
-
-    /* The tests share one panel and build on each other. */
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+/* The tests share one panel and build on each other. */
+UNIT_MAIN_NOFORK(make_suite)

@@ -14,12 +14,11 @@
 #include "svc-panel/http_ws.c"
 
 #include <curl/curl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include "common/sig.h"
 #include "tests/harness/unit.h"
+#include "tests/harness/ws.h"
 
 struct panel {
     int dummy;
@@ -454,125 +453,15 @@ static void check_error(const reply *r, long status, const char *code)
 
 /* ------------------------------------------------------------ raw sockets */
 
+#define SOCK_WAIT_MS 2000 /* a raw socket's reads (tests/harness/ws.h) */
+
+/* A raw TCP connection to the server under test. */
 static int tcp_connect(void)
 {
-    struct sockaddr_in a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
+    int fd = h_tcp_connect(http_port(srv), 0);
 
     ck_assert_int_ge(fd, 0);
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)http_port(srv));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return fd;
-}
-
-static void send_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-
-    while (n > 0) {
-        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
-
-        ck_assert_int_gt(w, 0);
-        c += w;
-        n -= (size_t)w;
-    }
-}
-
-/* Reads exactly n bytes (2 s at most); returns how many arrived. */
-static size_t recv_n(int fd, void *p, size_t n)
-{
-    struct timeval tv = {2, 0};
-    size_t got = 0;
-
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    while (got < n) {
-        ssize_t r = recv(fd, (char *)p + got, n - got, 0);
-
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    return got;
-}
-
-/* Sends the websocket handshake for target; returns the response head. */
-static void ws_handshake(int fd, const char *target, char *head, size_t size)
-{
-    char req[512];
-    size_t n = 0;
-
-    snprintf(req, sizeof(req),
-             "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-             "Connection: Upgrade\r\n"
-             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-             "Sec-WebSocket-Version: 13\r\n\r\n",
-             target);
-    send_all(fd, req, strlen(req));
-    head[0] = '\0';
-    while (n + 1 < size && strstr(head, "\r\n\r\n") == NULL) {
-        if (recv_n(fd, head + n, 1) != 1)
-            break;
-        head[++n] = '\0';
-    }
-}
-
-/* Sends one masked client frame. */
-static void ws_send_frame(int fd, int opcode, const char *data, size_t len)
-{
-    unsigned char *f = malloc(len + 14);
-    const unsigned char mask[4] = {0x12, 0x34, 0x56, 0x78};
-    size_t h = 0, i;
-
-    f[h++] = (unsigned char)(0x80 | opcode);
-    if (len < 126) {
-        f[h++] = (unsigned char)(0x80 | len);
-    } else if (len < 65536) {
-        f[h++] = 0x80 | 126;
-        f[h++] = (unsigned char)(len >> 8);
-        f[h++] = (unsigned char)len;
-    } else {
-        f[h++] = 0x80 | 127;
-        for (i = 0; i < 8; i++)
-            f[h++] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
-    }
-    memcpy(f + h, mask, 4);
-    h += 4;
-    for (i = 0; i < len; i++)
-        f[h + i] = (unsigned char)data[i] ^ mask[i % 4];
-    send_all(fd, f, h + len);
-    free(f);
-}
-
-/* Reads one unmasked server frame into out; returns its opcode or -1. */
-static int ws_recv_frame(int fd, char *out, size_t size, size_t *len)
-{
-    unsigned char h[2], ext[8];
-    uint64_t n;
-    size_t i;
-
-    if (recv_n(fd, h, 2) != 2)
-        return -1;
-    n = h[1] & 0x7f;
-    if (n == 126) {
-        if (recv_n(fd, ext, 2) != 2)
-            return -1;
-        n = (uint64_t)ext[0] << 8 | ext[1];
-    } else if (n == 127) {
-        if (recv_n(fd, ext, 8) != 8)
-            return -1;
-        for (n = 0, i = 0; i < 8; i++)
-            n = n << 8 | ext[i];
-    }
-    if (n + 1 > size || recv_n(fd, out, (size_t)n) != n)
-        return -1;
-    out[n] = '\0';
-    *len = (size_t)n;
-    return h[0] & 0x0f;
 }
 
 /* ------------------------------------------------------------ tests */
@@ -1016,7 +905,7 @@ START_TEST(client_leaves_during_handler)
     /* Reset while the handler runs: the job comes back orphaned. */
     for (i = 0; i < 3; i++) {
         fd = tcp_connect();
-        send_all(fd, req, sizeof(req) - 1);
+        ck_assert_int_eq(h_send_all(fd, req, sizeof(req) - 1), 0);
         ck_assert_int_eq(seen_wait(&seen.slow_started, i + 1, 2000), i + 1);
         tcp_reset(fd);
     }
@@ -1026,7 +915,7 @@ START_TEST(client_leaves_during_handler)
     /* A plain close (FIN): noticed when the answer is written; the loop
      * must not spin meanwhile. */
     fd = tcp_connect();
-    send_all(fd, req, sizeof(req) - 1);
+    ck_assert_int_eq(h_send_all(fd, req, sizeof(req) - 1), 0);
     ck_assert_int_eq(seen_wait(&seen.slow_started, 4, 2000), 4);
     cpu = cpu_ms();
     close(fd);
@@ -1053,7 +942,7 @@ START_TEST(stop_with_jobs_in_flight)
     /* Four in handlers, two queued, one client already gone. */
     for (i = 0; i < 6; i++) {
         fds[i] = tcp_connect();
-        send_all(fds[i], req, sizeof(req) - 1);
+        ck_assert_int_eq(h_send_all(fds[i], req, sizeof(req) - 1), 0);
     }
     ck_assert_int_eq(seen_wait(&seen.slow_started, 4, 2000), 4);
     tcp_reset(fds[0]);
@@ -1109,7 +998,7 @@ START_TEST(pipelined_requests)
     int fd;
 
     fd = tcp_connect();
-    send_all(fd, two_gets, sizeof(two_gets) - 1);
+    ck_assert_int_eq(h_send_all(fd, two_gets, sizeof(two_gets) - 1), 0);
     recv_for(fd, in, sizeof(in), 500);
     ck_assert_int_eq(count_of(in, "HTTP/1.1 200 OK"), 2);
     close(fd);
@@ -1118,7 +1007,7 @@ START_TEST(pipelined_requests)
      * after the first answer, and nothing spins. */
     cpu = cpu_ms();
     fd = tcp_connect();
-    send_all(fd, get_post, sizeof(get_post) - 1);
+    ck_assert_int_eq(h_send_all(fd, get_post, sizeof(get_post) - 1), 0);
     recv_for(fd, in, sizeof(in), 500);
     ck_assert_int_ge(count_of(in, "HTTP/1.1 200 OK"), 1);
     ck_assert_ptr_null(strstr(in, "400"));
@@ -1169,7 +1058,7 @@ START_TEST(websocket)
     int fd;
 
     fd = tcp_connect();
-    ws_handshake(fd, "/ws?token=x%20y", head, sizeof(head));
+    h_ws_handshake(fd, "/ws?token=x%20y", head, sizeof(head), SOCK_WAIT_MS);
     ck_assert_msg(strncmp(head, "HTTP/1.1 101", 12) == 0, "%s", head);
     ck_assert_ptr_nonnull(strcasestr(head, "Sec-WebSocket-Accept: "
                                            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
@@ -1177,14 +1066,16 @@ START_TEST(websocket)
     ck_assert_str_eq(seen.ws_token, "x y");
     ck_assert_str_eq(seen.ws_ip, "127.0.0.1");
 
-    ws_send_frame(fd, 1, "hello", 5);
-    ck_assert_int_eq(ws_recv_frame(fd, msg, sizeof(msg), &len), 1);
+    ck_assert_int_eq(h_ws_send(fd, H_WS_TEXT, "hello", 5), 0);
+    ck_assert_int_eq(h_ws_recv(fd, msg, sizeof(msg), &len, SOCK_WAIT_MS),
+                     H_WS_TEXT);
     ck_assert_str_eq(msg, "echo:hello");
     ck_assert_str_eq(seen.ws_last, "hello");
 
     /* From another thread through http_post, the way bus handlers do. */
     ck_assert_int_eq(http_post(srv, push_fn, NULL), 0);
-    ck_assert_int_eq(ws_recv_frame(fd, msg, sizeof(msg), &len), 1);
+    ck_assert_int_eq(h_ws_recv(fd, msg, sizeof(msg), &len, SOCK_WAIT_MS),
+                     H_WS_TEXT);
     ck_assert_str_eq(msg, "pushed");
 
     /* A message split over two frames. */
@@ -1192,18 +1083,20 @@ START_TEST(websocket)
         unsigned char f1[] = {0x01, 0x83, 0, 0, 0, 0, 'a', 'b', 'c'};
         unsigned char f2[] = {0x80, 0x82, 0, 0, 0, 0, 'd', 'e'};
 
-        send_all(fd, f1, sizeof(f1));
-        send_all(fd, f2, sizeof(f2));
+        ck_assert_int_eq(h_send_all(fd, f1, sizeof(f1)), 0);
+        ck_assert_int_eq(h_send_all(fd, f2, sizeof(f2)), 0);
     }
-    ck_assert_int_eq(ws_recv_frame(fd, msg, sizeof(msg), &len), 1);
+    ck_assert_int_eq(h_ws_recv(fd, msg, sizeof(msg), &len, SOCK_WAIT_MS),
+                     H_WS_TEXT);
     ck_assert_str_eq(msg, "echo:abcde");
 
     /* Too big: closed with 1009. */
     big = malloc(70000);
     memset(big, 'z', 70000);
-    ws_send_frame(fd, 1, big, 70000);
+    ck_assert_int_eq(h_ws_send(fd, H_WS_TEXT, big, 70000), 0);
     free(big);
-    ck_assert_int_eq(ws_recv_frame(fd, msg, sizeof(msg), &len), 8);
+    ck_assert_int_eq(h_ws_recv(fd, msg, sizeof(msg), &len, SOCK_WAIT_MS),
+                     H_WS_CLOSE);
     ck_assert_uint_ge(len, 2);
     ck_assert_int_eq(((unsigned char)msg[0] << 8) | (unsigned char)msg[1], 1009);
     close(fd);
@@ -1211,42 +1104,46 @@ START_TEST(websocket)
 
     /* A client that just goes away. */
     fd = tcp_connect();
-    ws_handshake(fd, "/ws?token=t", head, sizeof(head));
+    h_ws_handshake(fd, "/ws?token=t", head, sizeof(head), SOCK_WAIT_MS);
     ck_assert_int_eq(seen_wait(&seen.ws_opens, 2, 2000), 2);
     close(fd);
     ck_assert_int_eq(seen_wait(&seen.ws_closes, 2, 2000), 2);
 
     /* The server closes on request, after the queued messages. */
     fd = tcp_connect();
-    ws_handshake(fd, "/ws?token=t", head, sizeof(head));
-    ws_send_frame(fd, 1, "one", 3);
-    ws_send_frame(fd, 1, "bye", 3);
-    ck_assert_int_eq(ws_recv_frame(fd, msg, sizeof(msg), &len), 1);
+    h_ws_handshake(fd, "/ws?token=t", head, sizeof(head), SOCK_WAIT_MS);
+    ck_assert_int_eq(h_ws_send(fd, H_WS_TEXT, "one", 3), 0);
+    ck_assert_int_eq(h_ws_send(fd, H_WS_TEXT, "bye", 3), 0);
+    ck_assert_int_eq(h_ws_recv(fd, msg, sizeof(msg), &len, SOCK_WAIT_MS),
+                     H_WS_TEXT);
     ck_assert_str_eq(msg, "echo:one");
-    ck_assert_int_eq(ws_recv_frame(fd, msg, sizeof(msg), &len), 8);
+    ck_assert_int_eq(h_ws_recv(fd, msg, sizeof(msg), &len, SOCK_WAIT_MS),
+                     H_WS_CLOSE);
     ck_assert_int_eq(((unsigned char)msg[0] << 8) | (unsigned char)msg[1], 1000);
     close(fd);
     ck_assert_int_eq(seen_wait(&seen.ws_closes, 3, 2000), 3);
 
     /* Refused by the open hook (1008); no close hook for it. */
     fd = tcp_connect();
-    ws_handshake(fd, "/ws?token=bad", head, sizeof(head));
-    ck_assert_int_eq(ws_recv_frame(fd, msg, sizeof(msg), &len), 8);
+    h_ws_handshake(fd, "/ws?token=bad", head, sizeof(head), SOCK_WAIT_MS);
+    ck_assert_int_eq(h_ws_recv(fd, msg, sizeof(msg), &len, SOCK_WAIT_MS),
+                     H_WS_CLOSE);
     ck_assert_int_eq(((unsigned char)msg[0] << 8) | (unsigned char)msg[1], 1008);
     close(fd);
 
     /* Invalid UTF-8 in a text frame: 1007. */
     fd = tcp_connect();
-    ws_handshake(fd, "/ws?token=t", head, sizeof(head));
-    ws_send_frame(fd, 1, "\xff\xfe", 2);
-    ck_assert_int_eq(ws_recv_frame(fd, msg, sizeof(msg), &len), 8);
+    h_ws_handshake(fd, "/ws?token=t", head, sizeof(head), SOCK_WAIT_MS);
+    ck_assert_int_eq(h_ws_send(fd, H_WS_TEXT, "\xff\xfe", 2), 0);
+    ck_assert_int_eq(h_ws_recv(fd, msg, sizeof(msg), &len, SOCK_WAIT_MS),
+                     H_WS_CLOSE);
     ck_assert_int_eq(((unsigned char)msg[0] << 8) | (unsigned char)msg[1], 1007);
     close(fd);
     ck_assert_int_eq(seen_wait(&seen.ws_closes, 4, 2000), 4);
 
     /* Another path: not upgraded. */
     fd = tcp_connect();
-    ws_handshake(fd, "/other", head, sizeof(head));
+    h_ws_handshake(fd, "/other", head, sizeof(head), SOCK_WAIT_MS);
     ck_assert_ptr_null(strstr(head, " 101 "));
     close(fd);
 

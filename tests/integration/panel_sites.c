@@ -10,7 +10,6 @@
  * a 300 ms heartbeat interval, so a silent node is offline within a
  * second.
  */
-#include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
@@ -29,8 +28,7 @@
 #include "common/id.h"
 #include "node.pb-c.h"
 #include "site.pb-c.h"
-#include "tests/harness/harness.h"
-#include "tests/harness/pg.h"
+#include "tests/harness/panel.h"
 #include "tests/harness/unit.h"
 
 #define ADMIN_PASSWORD "correct horse battery staple"
@@ -38,110 +36,23 @@
 #define GIB            (1024ull * 1024 * 1024)
 #define MIB            (1024ull * 1024)
 
-static h_nats nats;
-static h_pg pg;
-static h_proc panel_proc;
-static char base[64];
-static char panel_log[512];
-static char admin_access[4096];
+static h_panel panel;
+static char admin_access[H_ACCESS_MAX];
 
 /* ------------------------------------------------------------ HTTP */
 
-struct resp {
-    long status;
-    buf body;
-    json_t *json;
-};
-
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
-{
-    struct resp *r = ud;
-
-    if (buf_append(&r->body, p, size * n) != 0)
-        return 0;
-    return size * n;
-}
-
-static void resp_free(struct resp *r)
-{
-    buf_free(&r->body);
-    json_decref(r->json);
-    memset(r, 0, sizeof(*r));
-}
-
-/* Sends one request; body and bearer may be NULL. */
-static long call(struct resp *r, const char *method, const char *path,
-                 const char *bearer, const char *body)
-{
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
-    char url[512], auth[4200];
-
-    memset(r, 0, sizeof(*r));
-    buf_init(&r->body, 16 << 20);
-    snprintf(url, sizeof(url), "%s%s", base, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
-    if (bearer != NULL) {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", bearer);
-        h = curl_slist_append(h, auth);
-    }
-    if (body != NULL) {
-        h = curl_slist_append(h, "Content-Type: application/json");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    }
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-    if (r->body.len > 0)
-        r->json = json_loadb(r->body.data, r->body.len, 0, NULL);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return r->status;
-}
-
-static const char *jstr(json_t *o, const char *key)
-{
-    const char *s = json_string_value(json_object_get(o, key));
-    return s ? s : "";
-}
-
-static const char *err_code(const struct resp *r)
-{
-    return jstr(json_object_get(r->json, "error"), "code");
-}
-
 /* Expects status and, for an error, a JSON error body; prints the body
  * otherwise. */
-static void expect(struct resp *r, long status, const char *method,
+static void expect(h_resp *r, long status, const char *method,
                    const char *path, const char *bearer, const char *body)
 {
-    call(r, method, path, bearer, body);
+    h_call(&panel, r, method, path, bearer, body);
     ck_assert_msg(r->status == status, "%s %s %s: %ld %s", method, path,
                   body ? body : "", r->status,
                   r->body.data ? r->body.data : "");
     if (status >= 400)
-        ck_assert_msg(err_code(r)[0] != '\0', "no error code in %s",
+        ck_assert_msg(h_err_code(r)[0] != '\0', "no error code in %s",
                       r->body.data);
-}
-
-static long login(const char *user, const char *password, char *access)
-{
-    struct resp r;
-    char body[512];
-    long st;
-
-    snprintf(body, sizeof(body), "{\"username\":\"%s\",\"password\":\"%s\"}",
-             user, password);
-    st = call(&r, "POST", "/auth/login", NULL, body);
-    if (st == 201)
-        strcpy(access, jstr(r.json, "accessToken"));
-    resp_free(&r);
-    return st;
 }
 
 /* ------------------------------------------------------------ fake daemon */
@@ -319,17 +230,17 @@ static void register_node(const char *id, uint64_t memory)
 /* The node's entry in GET /nodes (a new reference), or NULL. */
 static json_t *node_entry(const char *id)
 {
-    struct resp r;
+    h_resp r;
     json_t *found = NULL, *n;
     size_t i;
 
     expect(&r, 200, "GET", "/nodes", admin_access, NULL);
     json_array_foreach(json_object_get(r.json, "nodes"), i, n)
     {
-        if (strcmp(jstr(n, "id"), id) == 0)
+        if (strcmp(h_jstr(n, "id"), id) == 0)
             found = json_incref(n);
     }
-    resp_free(&r);
+    h_resp_free(&r);
     return found;
 }
 
@@ -357,43 +268,24 @@ static int wait_online(const char *id, int want, int timeout_ms)
 
 /* ------------------------------------------------------------ suite */
 
-static void start_panel(void)
-{
-    char url[96], dsn[320], dir[320], addr[64], sql[600], pw[96], hb[64];
-    char *argv[] = {(char *)h_bin("berth-panel"), NULL};
-    char *env[] = {url, dsn, dir, addr, sql, pw, hb, "BERTH_STRICT_SUBJECTS=1",
-                   NULL};
-    int port = h_free_port();
-
-    snprintf(url, sizeof(url), "BERTH_NATS_URL=%s", nats.url);
-    snprintf(dsn, sizeof(dsn), "BERTH_PG_DSN=%s", pg.dsn);
-    snprintf(dir, sizeof(dir), "BERTH_DATA_DIR=%s/panel", nats.dir);
-    snprintf(addr, sizeof(addr), "BERTH_PANEL_ADDR=127.0.0.1:%d", port);
-    snprintf(sql, sizeof(sql), "BERTH_SQL_DIR=%s/../../sql", h_bin("."));
-    snprintf(pw, sizeof(pw), "BERTH_ADMIN_PASSWORD=%s", ADMIN_PASSWORD);
-    snprintf(hb, sizeof(hb), "BERTH_NODE_HEARTBEAT_MS=%d", HEARTBEAT_MS);
-    snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
-    snprintf(panel_log, sizeof(panel_log), "%s/panel.log", nats.dir);
-    ck_assert_int_eq(h_proc_start(&panel_proc, "panel", argv, env, panel_log),
-                     0);
-    ck_assert_int_eq(h_proc_wait_log(&panel_proc, "msg=ready", 20000), 0);
-    /* Commands can be queued once the streams exist. */
-    ck_assert_int_eq(h_wait_log(panel_log, "jetstream streams ready", 10000),
-                     0);
-}
-
 static void suite_up(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    ck_assert_int_eq(h_nats_start(&nats), 0);
-    ck_assert_int_eq(h_pg_start(&pg), 0);
-    start_panel();
-    daemon_bus = h_bus_open(nats.url, "berth-fake-daemon");
+    char hb[64];
+    char *env[] = {hb, NULL};
+
+    snprintf(hb, sizeof(hb), "BERTH_NODE_HEARTBEAT_MS=%d", HEARTBEAT_MS);
+    ck_assert_int_eq(h_panel_start(&panel, ADMIN_PASSWORD, env), 0);
+    /* Commands can be queued once the streams exist. */
+    ck_assert_int_eq(h_wait_log(panel.log, "jetstream streams ready", 10000),
+                     0);
+    daemon_bus = h_bus_open(panel.nats.url, "berth-fake-daemon");
     ck_assert_int_eq(bus_subscribe(daemon_bus, "node.online.*", NULL, on_mail,
                                    &online_events),
                      0);
     ck_assert_int_eq(pthread_create(&beat_thread, NULL, beat_main, NULL), 0);
-    ck_assert_int_eq(login("admin", ADMIN_PASSWORD, admin_access), 201);
+    ck_assert_int_eq(h_login(&panel, "admin", ADMIN_PASSWORD, admin_access,
+                             NULL),
+                     201);
 }
 
 static void suite_down(void)
@@ -404,11 +296,7 @@ static void suite_down(void)
     bus_close(daemon_bus);
     mail_clear(&commands);
     mail_clear(&online_events);
-    ck_assert_int_eq(h_proc_stop(&panel_proc, SIGTERM, 10000), 0);
-    h_proc_free(&panel_proc);
-    h_pg_destroy(&pg);
-    h_nats_stop(&nats);
-    curl_global_cleanup();
+    ck_assert_int_eq(h_panel_stop(&panel), 0);
 }
 
 /* ------------------------------------------------------------ tests */
@@ -417,7 +305,7 @@ START_TEST(nodes_register_and_list)
 {
     Berth__V1__NodeRegister bad = BERTH__V1__NODE_REGISTER__INIT;
     ProtobufCMessage *reply = NULL;
-    struct resp r;
+    h_resp r;
     bus_error err;
     json_t *n;
 
@@ -426,17 +314,17 @@ START_TEST(nodes_register_and_list)
     n = node_entry("n1");
     ck_assert_ptr_nonnull(n);
     ck_assert(json_is_true(json_object_get(n, "online")));
-    ck_assert_str_eq(jstr(n, "name"), "node n1");
-    ck_assert_str_eq(jstr(n, "hostname"), "host-n1");
-    ck_assert_str_eq(jstr(n, "publicUrl"), "http://n1.example.net:8443");
-    ck_assert_str_ne(jstr(n, "lastSeen"), "");
+    ck_assert_str_eq(h_jstr(n, "name"), "node n1");
+    ck_assert_str_eq(h_jstr(n, "hostname"), "host-n1");
+    ck_assert_str_eq(h_jstr(n, "publicUrl"), "http://n1.example.net:8443");
+    ck_assert_str_ne(h_jstr(n, "lastSeen"), "");
     ck_assert_int_eq(json_integer_value(json_object_get(
                          json_object_get(n, "specs"), "memoryBytes")),
                      (json_int_t)(4 * GIB));
     ck_assert_int_eq(json_integer_value(
                          json_object_get(json_object_get(n, "specs"), "cpus")),
                      4);
-    ck_assert_str_eq(jstr(json_object_get(n, "specs"), "dockerVersion"),
+    ck_assert_str_eq(h_jstr(json_object_get(n, "specs"), "dockerVersion"),
                      "24.0.7");
     json_decref(n);
     /* A node announcing itself online is an event. */
@@ -447,12 +335,12 @@ START_TEST(nodes_register_and_list)
     reply = NULL;
 
     expect(&r, 200, "GET", "/nodes/n1", admin_access, NULL);
-    ck_assert_str_eq(jstr(r.json, "id"), "n1");
-    resp_free(&r);
+    ck_assert_str_eq(h_jstr(r.json, "id"), "n1");
+    h_resp_free(&r);
     expect(&r, 404, "GET", "/nodes/nope", admin_access, NULL);
-    resp_free(&r);
+    h_resp_free(&r);
     expect(&r, 401, "GET", "/nodes", NULL, NULL);
-    resp_free(&r);
+    h_resp_free(&r);
 
     /* The body cannot claim another node than the subject. */
     bad.node_id = "n9";
@@ -468,7 +356,7 @@ static char blog_id[40], blog_cmd[40];
 START_TEST(create_site_and_durable_command)
 {
     Berth__V1__SiteCreate *sc;
-    struct resp r;
+    h_resp r;
     char path[128];
     json_t *spec;
 
@@ -479,22 +367,22 @@ START_TEST(create_site_and_durable_command)
         "\"ports\":[{\"containerPort\":80,\"hostPort\":8080}],"
         "\"memoryBytes\":1073741824,\"cpuMillis\":500,\"pids\":256,"
         "\"domains\":[\"Blog.Example.com.\"],\"restart\":\"always\"}");
-    snprintf(blog_id, sizeof(blog_id), "%s", jstr(r.json, "id"));
-    snprintf(blog_cmd, sizeof(blog_cmd), "%s", jstr(r.json, "commandId"));
+    snprintf(blog_id, sizeof(blog_id), "%s", h_jstr(r.json, "id"));
+    snprintf(blog_cmd, sizeof(blog_cmd), "%s", h_jstr(r.json, "commandId"));
     ck_assert(id_uuid_valid(blog_id));
     ck_assert(id_uuid_valid(blog_cmd));
-    ck_assert_str_eq(jstr(r.json, "nodeId"), "n1");
-    resp_free(&r);
+    ck_assert_str_eq(h_jstr(r.json, "nodeId"), "n1");
+    h_resp_free(&r);
 
     /* The command row: JetStream has it, so it is sent. */
     snprintf(path, sizeof(path), "/commands/%s", blog_cmd);
     expect(&r, 200, "GET", path, admin_access, NULL);
-    ck_assert_str_eq(jstr(r.json, "state"), "sent");
-    ck_assert_str_eq(jstr(r.json, "kind"), "site.create");
-    ck_assert_str_eq(jstr(r.json, "siteId"), blog_id);
-    ck_assert_str_eq(jstr(r.json, "nodeId"), "n1");
+    ck_assert_str_eq(h_jstr(r.json, "state"), "sent");
+    ck_assert_str_eq(h_jstr(r.json, "kind"), "site.create");
+    ck_assert_str_eq(h_jstr(r.json, "siteId"), blog_id);
+    ck_assert_str_eq(h_jstr(r.json, "nodeId"), "n1");
     ck_assert(json_is_null(json_object_get(r.json, "error")));
-    resp_free(&r);
+    h_resp_free(&r);
 
     /* The daemon starts consuming only now and still gets the command. */
     ck_assert_int_eq(bus_js_consume(daemon_bus, "node-commands", "n1", on_mail,
@@ -529,23 +417,24 @@ START_TEST(create_site_and_durable_command)
 
     snprintf(path, sizeof(path), "/sites/%s", blog_id);
     expect(&r, 200, "GET", path, admin_access, NULL);
-    ck_assert_str_eq(jstr(r.json, "name"), "blog");
-    ck_assert_str_eq(jstr(r.json, "desiredState"), "running");
-    ck_assert_str_eq(jstr(json_object_get(r.json, "status"), "state"),
+    ck_assert_str_eq(h_jstr(r.json, "name"), "blog");
+    ck_assert_str_eq(h_jstr(r.json, "desiredState"), "running");
+    ck_assert_str_eq(h_jstr(json_object_get(r.json, "status"), "state"),
                      "unknown");
     ck_assert(json_is_true(
         json_object_get(json_object_get(r.json, "node"), "online")));
-    ck_assert_str_eq(jstr(json_object_get(r.json, "node"), "name"), "node n1");
+    ck_assert_str_eq(h_jstr(json_object_get(r.json, "node"), "name"),
+                     "node n1");
     ck_assert_str_eq(json_string_value(
                          json_array_get(json_object_get(r.json, "domains"), 0)),
                      "blog.example.com");
     spec = json_object_get(r.json, "spec");
-    ck_assert_str_eq(jstr(spec, "image"), "nginx:1.25");
-    ck_assert_str_eq(jstr(spec, "restart"), "always");
+    ck_assert_str_eq(h_jstr(spec, "image"), "nginx:1.25");
+    ck_assert_str_eq(h_jstr(spec, "restart"), "always");
     ck_assert_int_eq(json_integer_value(json_object_get(spec, "memoryBytes")),
                      (json_int_t)GIB);
-    ck_assert_str_eq(jstr(json_object_get(spec, "env"), "A"), "1");
-    resp_free(&r);
+    ck_assert_str_eq(h_jstr(json_object_get(spec, "env"), "A"), "1");
+    h_resp_free(&r);
 }
 END_TEST
 
@@ -555,7 +444,7 @@ START_TEST(status_and_results_flow_back)
     Berth__V1__SiteStatus st = BERTH__V1__SITE_STATUS__INIT;
     char ghost[ID_UUID_LEN + 1], subject[128], path[128];
     int64_t end;
-    struct resp r;
+    h_resp r;
     int done = 0, running = 0;
 
     /* Reports about unknown commands and sites are acknowledged and
@@ -597,18 +486,19 @@ START_TEST(status_and_results_flow_back)
     while (clock_mono_ms() < end && !(done && running)) {
         snprintf(path, sizeof(path), "/commands/%s", blog_cmd);
         expect(&r, 200, "GET", path, admin_access, NULL);
-        done = strcmp(jstr(r.json, "state"), "done") == 0;
-        resp_free(&r);
+        done = strcmp(h_jstr(r.json, "state"), "done") == 0;
+        h_resp_free(&r);
         snprintf(path, sizeof(path), "/sites/%s", blog_id);
         expect(&r, 200, "GET", path, admin_access, NULL);
-        running = strcmp(jstr(json_object_get(r.json, "status"), "state"),
+        running = strcmp(h_jstr(json_object_get(r.json, "status"), "state"),
                          "running") == 0;
         if (running) {
-            ck_assert_str_eq(jstr(json_object_get(r.json, "status"), "reason"),
-                             "started");
-            ck_assert_str_ne(jstr(json_object_get(r.json, "status"), "at"), "");
+            ck_assert_str_eq(
+                h_jstr(json_object_get(r.json, "status"), "reason"), "started");
+            ck_assert_str_ne(h_jstr(json_object_get(r.json, "status"), "at"),
+                             "");
         }
-        resp_free(&r);
+        h_resp_free(&r);
         if (!(done && running))
             clock_sleep_ms(50);
     }
@@ -679,7 +569,7 @@ START_TEST(validation)
          "\"BLOG.example.com\"]}",
          "blog.example.com"},
     };
-    struct resp r;
+    h_resp r;
     size_t i;
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -687,12 +577,12 @@ START_TEST(validation)
                cases[i].body);
         ck_assert_msg(strstr(r.body.data, cases[i].says) != NULL, "%s: %s",
                       cases[i].body, r.body.data);
-        resp_free(&r);
+        h_resp_free(&r);
     }
     /* Nothing of the refused sites was kept: "x" and its domain are free. */
     expect(&r, 200, "GET", "/sites", admin_access, NULL);
     ck_assert_uint_eq(json_array_size(json_object_get(r.json, "sites")), 1);
-    resp_free(&r);
+    h_resp_free(&r);
     /* Well-formed references of every shape pass. */
     expect(&r, 202, "POST", "/sites", admin_access,
            "{\"name\":\"x\",\"image\":\"registry.example.com:5000/team/"
@@ -700,16 +590,16 @@ START_TEST(validation)
            "@sha256:"
            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\","
            "\"domains\":[\"new.example.com\"]}");
-    resp_free(&r);
+    h_resp_free(&r);
     {
         char path[128];
         snprintf(path, sizeof(path), "/sites/%s", blog_id);
         expect(&r, 400, "PATCH", path, admin_access, "{\"name\":\"renamed\"}");
-        resp_free(&r);
+        h_resp_free(&r);
         expect(&r, 400, "PATCH", path, admin_access, "{}");
-        resp_free(&r);
+        h_resp_free(&r);
         expect(&r, 400, "GET", "/sites/not-a-uuid", admin_access, NULL);
-        resp_free(&r);
+        h_resp_free(&r);
     }
 }
 END_TEST
@@ -718,7 +608,7 @@ static char p1_id[40], p2_id[40], p3_id[40], p1_cmd[40];
 
 START_TEST(placement)
 {
-    struct resp r;
+    h_resp r;
 
     register_node("n2", 2 * GIB);
     atomic_store(&beat_n2, 1);
@@ -727,114 +617,115 @@ START_TEST(placement)
     expect(&r, 202, "POST", "/sites", admin_access,
            "{\"name\":\"p1\",\"image\":\"nginx\",\"memoryBytes\":536870912,"
            "\"domains\":[\"p1.example.com\"]}");
-    ck_assert_str_eq(jstr(r.json, "nodeId"), "n1");
-    snprintf(p1_id, sizeof(p1_id), "%s", jstr(r.json, "id"));
-    snprintf(p1_cmd, sizeof(p1_cmd), "%s", jstr(r.json, "commandId"));
-    resp_free(&r);
+    ck_assert_str_eq(h_jstr(r.json, "nodeId"), "n1");
+    snprintf(p1_id, sizeof(p1_id), "%s", h_jstr(r.json, "id"));
+    snprintf(p1_cmd, sizeof(p1_cmd), "%s", h_jstr(r.json, "commandId"));
+    h_resp_free(&r);
     /* Pinned to n1: n1 is left with less than n2. */
     expect(&r, 202, "POST", "/sites", admin_access,
            "{\"name\":\"p2\",\"image\":\"nginx\",\"memoryBytes\":1073741824,"
            "\"node\":\"n1\"}");
-    ck_assert_str_eq(jstr(r.json, "nodeId"), "n1");
-    snprintf(p2_id, sizeof(p2_id), "%s", jstr(r.json, "id"));
-    resp_free(&r);
+    ck_assert_str_eq(h_jstr(r.json, "nodeId"), "n1");
+    snprintf(p2_id, sizeof(p2_id), "%s", h_jstr(r.json, "id"));
+    h_resp_free(&r);
     expect(&r, 202, "POST", "/sites", admin_access,
            "{\"name\":\"p3\",\"image\":\"nginx\"}");
-    ck_assert_str_eq(jstr(r.json, "nodeId"), "n2");
-    snprintf(p3_id, sizeof(p3_id), "%s", jstr(r.json, "id"));
-    resp_free(&r);
+    ck_assert_str_eq(h_jstr(r.json, "nodeId"), "n2");
+    snprintf(p3_id, sizeof(p3_id), "%s", h_jstr(r.json, "id"));
+    h_resp_free(&r);
 }
 END_TEST
 
-static char sam_id[40], sam_access[4096];
+static char sam_id[40], sam_access[H_ACCESS_MAX];
 
 START_TEST(per_site_grants)
 {
-    struct resp r;
+    h_resp r;
     char path[160], body[256];
     json_t *sites;
 
     expect(&r, 200, "POST", "/role", admin_access,
            "{\"name\":\"member\",\"permissions\":[\"user.read\"]}");
-    resp_free(&r);
+    h_resp_free(&r);
     expect(&r, 201, "POST", "/user/create", admin_access,
            "{\"name\":\"sam\",\"password\":\"sam-secret-1\",\"email\":\"sam@"
            "example.org\","
            "\"role_name\":\"member\"}");
-    snprintf(sam_id, sizeof(sam_id), "%s", jstr(r.json, "uuid"));
-    resp_free(&r);
-    ck_assert_int_eq(login("sam", "sam-secret-1", sam_access), 201);
+    snprintf(sam_id, sizeof(sam_id), "%s", h_jstr(r.json, "uuid"));
+    h_resp_free(&r);
+    ck_assert_int_eq(h_login(&panel, "sam", "sam-secret-1", sam_access, NULL),
+                     201);
 
     expect(&r, 200, "GET", "/sites", sam_access, NULL);
     ck_assert_uint_eq(json_array_size(json_object_get(r.json, "sites")), 0);
-    resp_free(&r);
+    h_resp_free(&r);
     expect(&r, 403, "POST", "/sites", sam_access,
            "{\"name\":\"mine\",\"image\":\"nginx\"}");
-    resp_free(&r);
+    h_resp_free(&r);
 
     snprintf(path, sizeof(path), "/sites/%s/grants/%s", blog_id, sam_id);
     expect(&r, 400, "PUT", path, admin_access,
            "{\"permissions\":[\"site.create\"]}");
-    resp_free(&r);
+    h_resp_free(&r);
     expect(&r, 400, "PUT", path, admin_access,
            "{\"permissions\":[\"user.read\"]}");
-    resp_free(&r);
+    h_resp_free(&r);
     expect(&r, 200, "PUT", path, admin_access,
            "{\"permissions\":[\"site.read\"]}");
-    resp_free(&r);
+    h_resp_free(&r);
 
     expect(&r, 200, "GET", "/sites", sam_access, NULL);
     sites = json_object_get(r.json, "sites");
     ck_assert_uint_eq(json_array_size(sites), 1);
-    ck_assert_str_eq(jstr(json_array_get(sites, 0), "id"), blog_id);
-    resp_free(&r);
+    ck_assert_str_eq(h_jstr(json_array_get(sites, 0), "id"), blog_id);
+    h_resp_free(&r);
     snprintf(path, sizeof(path), "/sites/%s", blog_id);
     expect(&r, 200, "GET", path, sam_access, NULL);
-    resp_free(&r);
+    h_resp_free(&r);
     expect(&r, 403, "PATCH", path, sam_access, "{\"image\":\"evil\"}");
-    resp_free(&r);
+    h_resp_free(&r);
     snprintf(path, sizeof(path), "/sites/%s/power", blog_id);
     expect(&r, 403, "POST", path, sam_access, "{\"action\":\"stop\"}");
-    resp_free(&r);
+    h_resp_free(&r);
     snprintf(path, sizeof(path), "/sites/%s", p1_id);
     expect(&r, 403, "GET", path, sam_access, NULL);
-    resp_free(&r);
+    h_resp_free(&r);
     expect(&r, 403, "DELETE", path, sam_access, NULL);
-    resp_free(&r);
+    h_resp_free(&r);
     snprintf(path, sizeof(path), "/commands/%s", blog_cmd);
     expect(&r, 200, "GET", path, sam_access, NULL);
-    resp_free(&r);
+    h_resp_free(&r);
     snprintf(path, sizeof(path), "/commands/%s", p1_cmd);
     expect(&r, 403, "GET", path, sam_access, NULL);
-    resp_free(&r);
+    h_resp_free(&r);
     /* sam cannot hand out anything: he lacks site.update. */
     snprintf(path, sizeof(path), "/sites/%s/grants/%s", blog_id, sam_id);
     expect(&r, 403, "PUT", path, sam_access,
            "{\"permissions\":[\"site.read\"]}");
-    resp_free(&r);
+    h_resp_free(&r);
 
     snprintf(path, sizeof(path), "/sites/%s/grants", blog_id);
     expect(&r, 200, "GET", path, admin_access, NULL);
     ck_assert_uint_eq(json_array_size(json_object_get(r.json, "grants")), 1);
     ck_assert_str_eq(
-        jstr(json_array_get(json_object_get(r.json, "grants"), 0), "userId"),
+        h_jstr(json_array_get(json_object_get(r.json, "grants"), 0), "userId"),
         sam_id);
     ck_assert_str_eq(
-        jstr(json_array_get(json_object_get(r.json, "grants"), 0), "name"),
+        h_jstr(json_array_get(json_object_get(r.json, "grants"), 0), "name"),
         "sam");
-    resp_free(&r);
+    h_resp_free(&r);
 
     /* An empty list removes the grant. */
     snprintf(path, sizeof(path), "/sites/%s/grants/%s", p1_id, sam_id);
     snprintf(body, sizeof(body),
              "{\"permissions\":[\"site.read\",\"site.power\"]}");
     expect(&r, 200, "PUT", path, admin_access, body);
-    resp_free(&r);
+    h_resp_free(&r);
     expect(&r, 200, "PUT", path, admin_access, "{\"permissions\":[]}");
-    resp_free(&r);
+    h_resp_free(&r);
     snprintf(path, sizeof(path), "/sites/%s", p1_id);
     expect(&r, 403, "GET", path, sam_access, NULL);
-    resp_free(&r);
+    h_resp_free(&r);
 }
 END_TEST
 
@@ -843,15 +734,15 @@ START_TEST(power_update_delete_commands)
     Berth__V1__SitePower *sp;
     Berth__V1__SiteCreate *sc;
     Berth__V1__SiteDelete *sd;
-    struct resp r;
+    h_resp r;
     char path[128], cmd[40];
 
     snprintf(path, sizeof(path), "/sites/%s/power", blog_id);
     expect(&r, 400, "POST", path, admin_access, "{\"action\":\"fly\"}");
-    resp_free(&r);
+    h_resp_free(&r);
     expect(&r, 202, "POST", path, admin_access, "{\"action\":\"stop\"}");
-    snprintf(cmd, sizeof(cmd), "%s", jstr(r.json, "commandId"));
-    resp_free(&r);
+    snprintf(cmd, sizeof(cmd), "%s", h_jstr(r.json, "commandId"));
+    h_resp_free(&r);
     sp = (Berth__V1__SitePower *)mail_wait(&commands, "site.power.n1",
                                            "command_id", cmd, 5000);
     ck_assert_ptr_nonnull(sp);
@@ -864,8 +755,8 @@ START_TEST(power_update_delete_commands)
     expect(&r, 202, "PATCH", path, admin_access,
            "{\"image\":\"nginx:1.26\",\"memoryBytes\":536870912,"
            "\"domains\":[\"blog.example.com\",\"www.blog.example.com\"]}");
-    snprintf(cmd, sizeof(cmd), "%s", jstr(r.json, "commandId"));
-    resp_free(&r);
+    snprintf(cmd, sizeof(cmd), "%s", h_jstr(r.json, "commandId"));
+    h_resp_free(&r);
     sc = (Berth__V1__SiteCreate *)mail_wait(&commands, "site.create.n1",
                                             "command_id", cmd, 5000);
     ck_assert_ptr_nonnull(sc);
@@ -881,28 +772,28 @@ START_TEST(power_update_delete_commands)
     ck_assert_uint_eq(sc->spec->n_command, 3);
     protobuf_c_message_free_unpacked(&sc->base, NULL);
     expect(&r, 200, "GET", path, admin_access, NULL);
-    ck_assert_str_eq(jstr(r.json, "desiredState"), "stopped");
+    ck_assert_str_eq(h_jstr(r.json, "desiredState"), "stopped");
     ck_assert_uint_eq(json_array_size(json_object_get(r.json, "domains")), 2);
-    resp_free(&r);
+    h_resp_free(&r);
     /* A domain of another site: 409, and nothing changes. */
     expect(&r, 409, "PATCH", path, admin_access,
            "{\"domains\":[\"p1.example.com\"]}");
-    resp_free(&r);
+    h_resp_free(&r);
     expect(&r, 200, "GET", path, admin_access, NULL);
     ck_assert_uint_eq(json_array_size(json_object_get(r.json, "domains")), 2);
-    resp_free(&r);
+    h_resp_free(&r);
 
     expect(&r, 400, "DELETE",
            "/sites/00000000-0000-4000-8000-000000000000?purge=maybe",
            admin_access, NULL);
-    resp_free(&r);
+    h_resp_free(&r);
     expect(&r, 404, "DELETE", "/sites/00000000-0000-4000-8000-000000000000",
            admin_access, NULL);
-    resp_free(&r);
+    h_resp_free(&r);
     snprintf(path, sizeof(path), "/sites/%s?purge=true", blog_id);
     expect(&r, 202, "DELETE", path, admin_access, NULL);
-    snprintf(cmd, sizeof(cmd), "%s", jstr(r.json, "commandId"));
-    resp_free(&r);
+    snprintf(cmd, sizeof(cmd), "%s", h_jstr(r.json, "commandId"));
+    h_resp_free(&r);
     sd = (Berth__V1__SiteDelete *)mail_wait(&commands, "site.delete.n1",
                                             "command_id", cmd, 5000);
     ck_assert_ptr_nonnull(sd);
@@ -911,17 +802,17 @@ START_TEST(power_update_delete_commands)
     protobuf_c_message_free_unpacked(&sd->base, NULL);
     snprintf(path, sizeof(path), "/sites/%s", blog_id);
     expect(&r, 404, "GET", path, admin_access, NULL);
-    resp_free(&r);
+    h_resp_free(&r);
     snprintf(path, sizeof(path), "/commands/%s", cmd);
     expect(&r, 200, "GET", path, admin_access, NULL);
-    ck_assert_str_eq(jstr(r.json, "kind"), "site.delete");
+    ck_assert_str_eq(h_jstr(r.json, "kind"), "site.delete");
     ck_assert(json_is_null(json_object_get(r.json, "siteId")));
-    resp_free(&r);
+    h_resp_free(&r);
     /* Its domains are free again. */
     expect(&r, 202, "POST", "/sites", admin_access,
            "{\"name\":\"blog2\",\"image\":\"nginx\",\"node\":\"n1\","
            "\"domains\":[\"blog.example.com\"]}");
-    resp_free(&r);
+    h_resp_free(&r);
 }
 END_TEST
 
@@ -929,7 +820,7 @@ START_TEST(offline_nodes_never_slow_the_api)
 {
     ProtobufCMessage *ev;
     int64_t end, t0, worst = 0;
-    struct resp r;
+    h_resp r;
     int n1_off = 0, n2_off = 0, calls = 0;
 
     mail_clear(&online_events);
@@ -942,7 +833,7 @@ START_TEST(offline_nodes_never_slow_the_api)
         if (clock_mono_ms() - t0 > worst)
             worst = clock_mono_ms() - t0;
         calls++;
-        resp_free(&r);
+        h_resp_free(&r);
         n1_off = !node_online("n1");
         n2_off = !node_online("n2");
         clock_sleep_ms(20);
@@ -963,16 +854,16 @@ START_TEST(offline_nodes_never_slow_the_api)
     t0 = clock_mono_ms();
     expect(&r, 503, "POST", "/sites", admin_access,
            "{\"name\":\"nowhere\",\"image\":\"nginx\"}");
-    ck_assert_str_eq(err_code(&r), "EUNAVAIL");
+    ck_assert_str_eq(h_err_code(&r), "EUNAVAIL");
     ck_assert_ptr_nonnull(strstr(r.body.data, "no node is online"));
-    resp_free(&r);
+    h_resp_free(&r);
     expect(&r, 202, "POST", "/sites", admin_access,
            "{\"name\":\"waiting\",\"image\":\"nginx\",\"node\":\"n2\"}");
-    resp_free(&r);
+    h_resp_free(&r);
     ck_assert_int_lt(clock_mono_ms() - t0, 1000);
     expect(&r, 200, "GET", "/nodes/n1", admin_access, NULL);
     ck_assert(json_is_false(json_object_get(r.json, "online")));
-    resp_free(&r);
+    h_resp_free(&r);
 
     /* Heartbeats resume: online again, and said so. */
     atomic_store(&beat_n1, 1);
@@ -996,7 +887,7 @@ START_TEST(operations_on_the_bus)
     Berth__V1__Ack *ack = NULL;
     ProtobufCMessage *cmd;
     char id[40], path[160];
-    struct resp r;
+    h_resp r;
     bus_error err;
     size_t i, n1_sites = 0;
     int found = 0;
@@ -1054,10 +945,10 @@ START_TEST(operations_on_the_bus)
     expect(&r, 200, "GET", "/sites", admin_access, NULL);
     json_array_foreach(json_object_get(r.json, "sites"), i, s)
     {
-        if (strcmp(jstr(s, "nodeId"), "n1") == 0)
+        if (strcmp(h_jstr(s, "nodeId"), "n1") == 0)
             n1_sites++;
     }
-    resp_free(&r);
+    h_resp_free(&r);
     sync.node_id = "n1";
     ck_assert_int_eq(bus_request(daemon_bus, "node.sync.n1", &sync.base, 5000,
                                  (ProtobufCMessage **)&nodes, &err),
@@ -1093,7 +984,7 @@ START_TEST(operations_on_the_bus)
     ck_assert_int_eq(json_integer_value(json_object_get(r.json, "total")), 1);
     ck_assert(json_is_null(json_object_get(
         json_array_get(json_object_get(r.json, "entries"), 0), "userId")));
-    resp_free(&r);
+    h_resp_free(&r);
 }
 END_TEST
 
@@ -1117,15 +1008,5 @@ static Suite *make_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(make_suite());
-    int failed;
-
-    /* The tests share one panel and build on each other. */
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+/* The tests share one panel and build on each other. */
+UNIT_MAIN_NOFORK(make_suite)
