@@ -345,6 +345,25 @@ int bus_token_valid(const char *value)
     return 1;
 }
 
+int bus_subject_token(const char *subject, int idx, char *out, size_t size)
+{
+    const char *s = subject;
+    size_t len;
+
+    while (idx-- > 0) {
+        s = strchr(s, '.');
+        if (s == NULL)
+            return BERTH_EINVAL;
+        s++;
+    }
+    len = strcspn(s, ".");
+    if (len == 0 || len >= size)
+        return BERTH_EINVAL;
+    memcpy(out, s, len);
+    out[len] = '\0';
+    return 0;
+}
+
 const char *bus_kind_name(enum bus_kind k)
 {
     switch (k) {

@@ -66,6 +66,11 @@ int bus_catalog_bind(const bus_subject *s, const char *name, const char *value,
  * '>', whitespace or control characters, at most 128 bytes. */
 int bus_token_valid(const char *value);
 
+/* Copies token idx (0-based) of a dotted subject into out (size bytes):
+ * ("site.status.n1.blog", 2) -> "n1". Returns 0 or BERTH_EINVAL when the
+ * token is missing, empty or too long. */
+int bus_subject_token(const char *subject, int idx, char *out, size_t size);
+
 /* Returns "command", "event", ... */
 const char *bus_kind_name(enum bus_kind k);
 

@@ -71,26 +71,6 @@ int nodes_heartbeat_ms(const nodes *n)
     return n->interval_ms;
 }
 
-/* Copies token idx (0-based) of a dotted subject into out. */
-static int subject_token(const char *subject, int idx, char *out, size_t size)
-{
-    const char *s = subject;
-    size_t len;
-
-    while (idx-- > 0) {
-        s = strchr(s, '.');
-        if (s == NULL)
-            return BERTH_EINVAL;
-        s++;
-    }
-    len = strcspn(s, ".");
-    if (len == 0 || len >= size)
-        return BERTH_EINVAL;
-    memcpy(out, s, len);
-    out[len] = '\0';
-    return 0;
-}
-
 /* Caller holds n->mu. */
 static struct node *find_locked(nodes *n, const char *id)
 {
@@ -368,7 +348,7 @@ static int on_register(bus_msg *m, void *ud)
     int was_online = 0;
     int rc;
 
-    if (subject_token(m->subject, 2, id, sizeof(id)) != 0 ||
+    if (bus_subject_token(m->subject, 2, id, sizeof(id)) != 0 ||
         !nodes_id_valid(id))
         return bus_reply_error(
             m, BERTH_EINVAL, "node ids are subject tokens of at most %d bytes",
@@ -452,7 +432,7 @@ static int on_heartbeat(bus_msg *m, void *ud)
     struct node *e;
     int known = 0, changed = 0;
 
-    if (subject_token(m->subject, 2, id, sizeof(id)) != 0)
+    if (bus_subject_token(m->subject, 2, id, sizeof(id)) != 0)
         return 0;
     pthread_mutex_lock(&n->mu);
     e = find_locked(n, id);

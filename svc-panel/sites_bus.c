@@ -36,26 +36,6 @@ struct sites {
     bus_js_worker *events;
 };
 
-/* Copies token idx (0-based) of a dotted subject into out. */
-static int token(const char *subject, int idx, char *out, size_t size)
-{
-    const char *s = subject;
-    size_t len;
-
-    while (idx-- > 0) {
-        s = strchr(s, '.');
-        if (s == NULL)
-            return BERTH_EINVAL;
-        s++;
-    }
-    len = strcspn(s, ".");
-    if (len == 0 || len >= size)
-        return BERTH_EINVAL;
-    memcpy(out, s, len);
-    out[len] = '\0';
-    return 0;
-}
-
 /* Copies at most max bytes of s, cut back to a whole UTF-8 character. */
 static void utf8_cut(const char *s, size_t max, char *out)
 {
@@ -184,7 +164,7 @@ static int on_sync(bus_msg *m, void *ud)
     PGresult *r = NULL;
     int i, n = 0, count, rc;
 
-    if (token(m->subject, 2, node, sizeof(node)) != 0 || !nodes_id_valid(node))
+    if (bus_subject_token(m->subject, 2, node, sizeof(node)) != 0 || !nodes_id_valid(node))
         return bus_reply_error(m, BERTH_EINVAL, "not a node id");
     if (req->node_id[0] != '\0' && strcmp(req->node_id, node) != 0)
         return bus_reply_error(
@@ -283,8 +263,8 @@ static int apply_status(panel *p, bus_msg *m)
     db_conn *c = NULL;
     int rc;
 
-    if (token(m->subject, 2, node, sizeof(node)) != 0 ||
-        token(m->subject, 3, site, sizeof(site)) != 0 || !id_uuid_valid(site) ||
+    if (bus_subject_token(m->subject, 2, node, sizeof(node)) != 0 ||
+        bus_subject_token(m->subject, 3, site, sizeof(site)) != 0 || !id_uuid_valid(site) ||
         (st->site_id[0] != '\0' && strcasecmp(st->site_id, site) != 0)) {
         log_warn("site status with a bad subject or site id ignored",
                  "subject=%s", m->subject);
@@ -333,7 +313,7 @@ static int apply_result(panel *p, bus_msg *m)
     db_conn *c = NULL;
     int rc;
 
-    if (token(m->subject, 2, node, sizeof(node)) != 0 || !id_uuid_valid(id)) {
+    if (bus_subject_token(m->subject, 2, node, sizeof(node)) != 0 || !id_uuid_valid(id)) {
         log_warn("command result without a command id ignored", "subject=%s",
                  m->subject);
         return 0;
