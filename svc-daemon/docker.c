@@ -1,0 +1,989 @@
+/* docker.c - the Docker Engine API driver: HTTP over the unix socket with
+ * libcurl, JSON with jansson. See docker.h for errors, limits and threads.
+ */
+#include "svc-daemon/docker.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+
+/* The newest API version this driver was written against; a newer engine is
+ * spoken to in this version, an older one in its own. */
+#define DOCKER_API_MAX_MAJOR 1
+#define DOCKER_API_MAX_MINOR 43
+/* The oldest we accept: 1.40 brought everything used here. */
+#define DOCKER_API_MIN_MINOR 40
+
+#define DOCKER_REPLY_MAX (8u * 1024 * 1024) /* cap on a reply body */
+#define DOCKER_EVENT_LINE_MAX (64u * 1024)  /* cap on one events line */
+
+struct daemon_docker {
+    char *sock_path;
+    long connect_timeout_ms;
+    long timeout_ms;
+    pthread_mutex_t lock; /* guards api and engine_version */
+    char api[16];         /* "" until negotiated */
+    char engine_version[64];
+};
+
+/* One request: what to send, where the reply goes. */
+typedef struct docker_req {
+    const char *method;
+    char path[512]; /* without the version prefix */
+    json_t *body;   /* borrowed; NULL: no body */
+    long extra_timeout_ms;
+    bool unversioned;
+} docker_req;
+
+static void err_set(daemon_docker_err *err, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void err_set(daemon_docker_err *err, int status, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL)
+        return;
+    err->http_status = status;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+}
+
+static void copy_str(char *dst, size_t size, const char *src)
+{
+    snprintf(dst, size, "%s", src != NULL ? src : "");
+}
+
+/* Container names and ids go into URL paths unescaped, so only accept the
+ * characters Docker allows in names anyway. */
+static int valid_ref(const char *ref)
+{
+    size_t i;
+
+    if (ref == NULL || ref[0] == '\0' || strlen(ref) >= DAEMON_DOCKER_NAME_MAX)
+        return 0;
+    for (i = 0; ref[i] != '\0'; i++) {
+        char c = ref[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int daemon_docker_new(const daemon_docker_cfg *cfg, daemon_docker **out)
+{
+    daemon_docker *d = NULL;
+    const char *sock;
+    int rc;
+
+    *out = NULL;
+    sock = cfg != NULL && cfg->sock_path != NULL ? cfg->sock_path
+                                                 : DAEMON_DOCKER_SOCK_DEFAULT;
+    if (sock[0] == '\0')
+        return BERTH_EINVAL;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return BERTH_EINTERNAL;
+    d = calloc(1, sizeof(*d));
+    if (d == NULL) {
+        rc = BERTH_ENOMEM;
+        goto out;
+    }
+    d->sock_path = strdup(sock);
+    if (d->sock_path == NULL) {
+        rc = BERTH_ENOMEM;
+        goto out;
+    }
+    d->connect_timeout_ms =
+        cfg != NULL && cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms
+                                                   : 2000;
+    d->timeout_ms = cfg != NULL && cfg->timeout_ms > 0 ? cfg->timeout_ms : 30000;
+    pthread_mutex_init(&d->lock, NULL);
+    *out = d;
+    d = NULL;
+    rc = 0;
+out:
+    if (d != NULL)
+        free(d->sock_path);
+    free(d);
+    return rc;
+}
+
+void daemon_docker_free(daemon_docker *d)
+{
+    if (d == NULL)
+        return;
+    pthread_mutex_destroy(&d->lock);
+    free(d->sock_path);
+    free(d);
+}
+
+/* ---------------------------------------------------------------- transport */
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+    buf *b = arg;
+
+    if (buf_append(b, p, size * n) != 0)
+        return 0; /* past the cap: curl aborts with CURLE_WRITE_ERROR */
+    return size * n;
+}
+
+/* Maps a transport failure onto a berth code and a sentence. */
+static int curl_failure(daemon_docker *d, CURLcode cc, const char *what,
+                        const char *errbuf, daemon_docker_err *err)
+{
+    const char *detail = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc);
+
+    switch (cc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        err_set(err, 0, "docker: %s: timed out: %s", what, detail);
+        return BERTH_ETIMEDOUT;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_GOT_NOTHING:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_PARTIAL_FILE:
+        /* Docker may come back as a different version: ask again then. */
+        pthread_mutex_lock(&d->lock);
+        d->api[0] = '\0';
+        pthread_mutex_unlock(&d->lock);
+        err_set(err, 0, "docker: %s: engine unavailable at %s: %s", what,
+                d->sock_path, detail);
+        return BERTH_EUNAVAIL;
+    case CURLE_WRITE_ERROR:
+        err_set(err, 0, "docker: %s: reply larger than %u bytes", what,
+                DOCKER_REPLY_MAX);
+        return BERTH_ETOOBIG;
+    case CURLE_OUT_OF_MEMORY:
+        return BERTH_ENOMEM;
+    default:
+        err_set(err, 0, "docker: %s: %s", what, detail);
+        return BERTH_EIO;
+    }
+}
+
+/* Maps an HTTP error status onto a berth code. */
+static int status_to_rc(long status, const char *message)
+{
+    if (status == 404)
+        return BERTH_ENOENT;
+    if (status == 409)
+        return message != NULL && strstr(message, "already in use") != NULL
+                   ? BERTH_EEXIST
+                   : BERTH_ECONFLICT;
+    if (status == 400)
+        return BERTH_EINVAL;
+    if (status == 401 || status == 403)
+        return BERTH_EPERM;
+    if (status >= 500)
+        return BERTH_EIO;
+    return BERTH_EPROTO;
+}
+
+/* Returns a new easy handle set up for the socket and the time limits, or
+ * NULL. The URL host is a placeholder: the socket decides where it goes. */
+static CURL *easy_new(daemon_docker *d, long total_ms, char *errbuf)
+{
+    CURL *c = curl_easy_init();
+
+    if (c == NULL)
+        return NULL;
+    errbuf[0] = '\0';
+    curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, d->sock_path);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, d->connect_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, total_ms);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
+    return c;
+}
+
+static int negotiate(daemon_docker *d, char api[16], daemon_docker_err *err);
+
+/* Sends r and returns 0 with the parsed JSON reply in *reply (NULL when the
+ * reply was empty or reply is NULL; caller frees with json_decref()) for a
+ * 2xx or 304 status, whose value goes to *status when not NULL. Any other
+ * status becomes a berth code with Docker's message in err. */
+static int docker_call(daemon_docker *d, docker_req *r, long *status,
+                       json_t **reply, daemon_docker_err *err)
+{
+    CURL *c = NULL;
+    struct curl_slist *hdrs = NULL;
+    char *body = NULL;
+    char errbuf[CURL_ERROR_SIZE];
+    char api[16];
+    char url[640];
+    json_t *j = NULL;
+    json_error_t jerr;
+    CURLcode cc;
+    long st = 0;
+    buf out;
+    int rc;
+
+    buf_init(&out, DOCKER_REPLY_MAX);
+    if (reply != NULL)
+        *reply = NULL;
+    if (r->unversioned) {
+        snprintf(url, sizeof(url), "http://docker%s", r->path);
+    } else {
+        rc = negotiate(d, api, err);
+        if (rc != 0)
+            goto out;
+        snprintf(url, sizeof(url), "http://docker/v%s%s", api, r->path);
+    }
+    c = easy_new(d, d->timeout_ms + r->extra_timeout_ms, errbuf);
+    if (c == NULL) {
+        rc = BERTH_ENOMEM;
+        goto out;
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
+    if (r->body != NULL) {
+        body = json_dumps(r->body, JSON_COMPACT);
+        if (body == NULL) {
+            rc = BERTH_ENOMEM;
+            goto out;
+        }
+        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+        if (hdrs == NULL) {
+            rc = BERTH_ENOMEM;
+            goto out;
+        }
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    } else if (strcmp(r->method, "POST") == 0) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+    }
+    cc = curl_easy_perform(c);
+    if (cc != CURLE_OK) {
+        rc = curl_failure(d, cc, r->path, errbuf, err);
+        goto out;
+    }
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+    if (status != NULL)
+        *status = st;
+    if (out.len > 0) {
+        j = json_loadb(out.data, out.len, 0, &jerr);
+        /* Docker's errors are JSON; a few success replies are plain text. */
+    }
+    if ((st >= 200 && st < 300) || st == 304) {
+        if (reply != NULL && st != 204 && st != 304) {
+            if (j == NULL && out.len > 0) {
+                err_set(err, (int)st, "docker: %s %s: reply is not JSON: %s",
+                        r->method, r->path, jerr.text);
+                rc = BERTH_EPROTO;
+                goto out;
+            }
+            *reply = j;
+            j = NULL;
+        }
+        rc = 0;
+        goto out;
+    }
+    {
+        const char *msg = json_string_value(json_object_get(j, "message"));
+        if (msg == NULL)
+            msg = out.len > 0 ? out.data : "(no message)";
+        err_set(err, (int)st, "docker: %s %s: %ld %s", r->method, r->path, st,
+                msg);
+        rc = status_to_rc(st, msg);
+    }
+out:
+    json_decref(j);
+    curl_slist_free_all(hdrs);
+    free(body);
+    if (c != NULL)
+        curl_easy_cleanup(c);
+    buf_free(&out);
+    return rc;
+}
+
+/* Parses "1.41" into major and minor. Returns 0 or BERTH_EPROTO. */
+static int parse_api(const char *s, int *major, int *minor)
+{
+    char tail;
+
+    if (s == NULL || sscanf(s, "%d.%d%c", major, minor, &tail) != 2)
+        return BERTH_EPROTO;
+    return 0;
+}
+
+/* Copies the negotiated API version into api, asking GET /version first when
+ * no version is known. Two threads may both ask; both write the same. */
+static int negotiate(daemon_docker *d, char api[16], daemon_docker_err *err)
+{
+    docker_req r = {.method = "GET", .path = "/version", .unversioned = true};
+    json_t *v = NULL;
+    const char *ver;
+    int major, minor;
+    int rc;
+
+    pthread_mutex_lock(&d->lock);
+    memcpy(api, d->api, 16);
+    pthread_mutex_unlock(&d->lock);
+    if (api[0] != '\0')
+        return 0;
+
+    rc = docker_call(d, &r, NULL, &v, err);
+    if (rc != 0)
+        goto out;
+    ver = json_string_value(json_object_get(v, "ApiVersion"));
+    rc = parse_api(ver, &major, &minor);
+    if (rc != 0) {
+        err_set(err, 0, "docker: /version: no usable ApiVersion");
+        goto out;
+    }
+    if (major != DOCKER_API_MAX_MAJOR || minor < DOCKER_API_MIN_MINOR) {
+        err_set(err, 0, "docker: engine API %s is older than 1.%d", ver,
+                DOCKER_API_MIN_MINOR);
+        rc = BERTH_ENOTSUP;
+        goto out;
+    }
+    if (minor > DOCKER_API_MAX_MINOR)
+        minor = DOCKER_API_MAX_MINOR;
+    snprintf(api, 16, "%d.%d", major, minor);
+    pthread_mutex_lock(&d->lock);
+    memcpy(d->api, api, 16);
+    copy_str(d->engine_version, sizeof(d->engine_version),
+             json_string_value(json_object_get(v, "Version")));
+    pthread_mutex_unlock(&d->lock);
+out:
+    json_decref(v);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- engine */
+
+int daemon_docker_api_version(daemon_docker *d, char api[16],
+                              daemon_docker_err *err)
+{
+    return negotiate(d, api, err);
+}
+
+int daemon_docker_info_get(daemon_docker *d, daemon_docker_info *info,
+                           daemon_docker_err *err)
+{
+    docker_req r = {.method = "GET", .path = "/info"};
+    json_t *j = NULL;
+    int rc;
+
+    memset(info, 0, sizeof(*info));
+    rc = docker_call(d, &r, NULL, &j, err);
+    if (rc != 0)
+        goto out;
+    pthread_mutex_lock(&d->lock);
+    memcpy(info->api_version, d->api, sizeof(info->api_version));
+    memcpy(info->version, d->engine_version, sizeof(info->version));
+    pthread_mutex_unlock(&d->lock);
+    info->ncpu = (int)json_integer_value(json_object_get(j, "NCPU"));
+    info->mem_total = json_integer_value(json_object_get(j, "MemTotal"));
+    if (info->ncpu <= 0 || info->mem_total <= 0) {
+        err_set(err, 0, "docker: /info: no NCPU or MemTotal");
+        rc = BERTH_EPROTO;
+    }
+out:
+    json_decref(j);
+    return rc;
+}
+
+int daemon_docker_image_inspect(daemon_docker *d, const char *image,
+                                daemon_docker_err *err)
+{
+    docker_req r = {.method = "GET"};
+    char *esc = NULL;
+    int rc;
+
+    if (image == NULL || image[0] == '\0' || strlen(image) > 256) {
+        err_set(err, 0, "docker: invalid image name");
+        return BERTH_EINVAL;
+    }
+    esc = curl_easy_escape(NULL, image, 0);
+    if (esc == NULL)
+        return BERTH_ENOMEM;
+    snprintf(r.path, sizeof(r.path), "/images/%s/json", esc);
+    rc = docker_call(d, &r, NULL, NULL, err);
+    curl_free(esc);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- containers */
+
+/* Appends the NULL-terminated strs to a new JSON array in *arr. */
+static int str_array(const char *const *strs, json_t **arr)
+{
+    json_t *a = json_array();
+    size_t i;
+
+    *arr = NULL;
+    if (a == NULL)
+        return BERTH_ENOMEM;
+    for (i = 0; strs != NULL && strs[i] != NULL; i++) {
+        if (json_array_append_new(a, json_string(strs[i])) != 0) {
+            json_decref(a);
+            return BERTH_EINVAL; /* not UTF-8, or no memory */
+        }
+    }
+    *arr = a;
+    return 0;
+}
+
+/* Builds the body of POST /containers/create. Returns 0 and *out (caller
+ * frees with json_decref()) or a berth code. */
+static int create_body(const daemon_docker_spec *s, json_t **out,
+                       daemon_docker_err *err)
+{
+    json_t *body = NULL, *host = NULL, *arr = NULL, *labels = NULL;
+    json_t *exposed = NULL, *bindings = NULL;
+    size_t i;
+    int rc;
+
+    *out = NULL;
+    body = json_object();
+    host = json_object();
+    labels = json_object();
+    exposed = json_object();
+    bindings = json_object();
+    if (body == NULL || host == NULL || labels == NULL || exposed == NULL ||
+        bindings == NULL) {
+        rc = BERTH_ENOMEM;
+        goto out;
+    }
+    json_object_set_new(body, "Image", json_string(s->image));
+    if (s->cmd != NULL) {
+        rc = str_array(s->cmd, &arr);
+        if (rc != 0)
+            goto out;
+        json_object_set_new(body, "Cmd", arr);
+    }
+    rc = str_array(s->env, &arr);
+    if (rc != 0)
+        goto out;
+    json_object_set_new(body, "Env", arr);
+    if (s->site != NULL)
+        json_object_set_new(labels, "berth.site", json_string(s->site));
+    if (s->node != NULL)
+        json_object_set_new(labels, "berth.node", json_string(s->node));
+    json_object_set(body, "Labels", labels);
+    /* Console: stdin stays open for input; output always attached. */
+    json_object_set_new(body, "OpenStdin", json_true());
+    json_object_set_new(body, "AttachStdin", json_true());
+    json_object_set_new(body, "StdinOnce", json_false());
+    json_object_set_new(body, "AttachStdout", json_true());
+    json_object_set_new(body, "AttachStderr", json_true());
+    json_object_set_new(body, "Tty", json_boolean(s->tty));
+
+    for (i = 0; i < s->nports; i++) {
+        const daemon_docker_port *p = &s->ports[i];
+        const char *proto = p->proto != NULL ? p->proto : "tcp";
+        char key[32], hport[8];
+        json_t *b, *list;
+
+        if (p->container_port == 0 ||
+            (strcmp(proto, "tcp") != 0 && strcmp(proto, "udp") != 0)) {
+            err_set(err, 0, "docker: invalid port binding %u/%s",
+                    p->container_port, proto);
+            rc = BERTH_EINVAL;
+            goto out;
+        }
+        snprintf(key, sizeof(key), "%u/%s", p->container_port, proto);
+        snprintf(hport, sizeof(hport), "%u", p->host_port);
+        json_object_set_new(exposed, key, json_object());
+        list = json_object_get(bindings, key);
+        if (list == NULL) {
+            list = json_array();
+            json_object_set_new(bindings, key, list);
+        }
+        b = json_pack("{s:s, s:s}", "HostIp",
+                      p->host_ip != NULL ? p->host_ip : "", "HostPort",
+                      p->host_port != 0 ? hport : "");
+        if (b == NULL || json_array_append_new(list, b) != 0) {
+            rc = BERTH_ENOMEM;
+            goto out;
+        }
+    }
+    json_object_set(body, "ExposedPorts", exposed);
+    json_object_set(host, "PortBindings", bindings);
+
+    if (s->memory_bytes > 0) {
+        json_object_set_new(host, "Memory", json_integer(s->memory_bytes));
+        json_object_set_new(host, "MemorySwap", json_integer(s->memory_bytes));
+    }
+    if (s->nano_cpus > 0)
+        json_object_set_new(host, "NanoCpus", json_integer(s->nano_cpus));
+    if (s->pids_limit > 0)
+        json_object_set_new(host, "PidsLimit", json_integer(s->pids_limit));
+    if (s->data_dir != NULL) {
+        char bind[4200];
+        if (s->data_dir[0] != '/' || strchr(s->data_dir, ':') != NULL ||
+            strlen(s->data_dir) > 4096) {
+            err_set(err, 0, "docker: data dir must be an absolute path "
+                            "without ':'");
+            rc = BERTH_EINVAL;
+            goto out;
+        }
+        snprintf(bind, sizeof(bind), "%s:/data:rw", s->data_dir);
+        json_object_set_new(host, "Binds", json_pack("[s]", bind));
+    }
+    json_object_set_new(host, "SecurityOpt",
+                        json_pack("[s]", "no-new-privileges"));
+    json_object_set_new(host, "CapDrop", json_pack("[s]", "ALL"));
+    rc = str_array(s->cap_add, &arr);
+    if (rc != 0)
+        goto out;
+    json_object_set_new(host, "CapAdd", arr);
+    if (s->readonly_rootfs) {
+        json_object_set_new(host, "ReadonlyRootfs", json_true());
+        json_object_set_new(host, "Tmpfs",
+                            json_pack("{s:s}", "/tmp", "rw,size=64m,mode=1777"));
+    }
+    json_object_set_new(host, "Init", json_false());
+    json_object_set_new(host, "RestartPolicy", json_pack("{s:s}", "Name", "no"));
+    json_object_set(body, "HostConfig", host);
+    *out = body;
+    body = NULL;
+    rc = 0;
+out:
+    json_decref(body);
+    json_decref(host);
+    json_decref(labels);
+    json_decref(exposed);
+    json_decref(bindings);
+    return rc;
+}
+
+int daemon_docker_container_create(daemon_docker *d,
+                                   const daemon_docker_spec *spec,
+                                   char id[DAEMON_DOCKER_ID_MAX],
+                                   daemon_docker_err *err)
+{
+    docker_req r = {.method = "POST"};
+    json_t *body = NULL, *reply = NULL;
+    const char *cid;
+    int rc;
+
+    id[0] = '\0';
+    if (!valid_ref(spec->name) || spec->image == NULL ||
+        spec->image[0] == '\0') {
+        err_set(err, 0, "docker: create needs a valid name and an image");
+        return BERTH_EINVAL;
+    }
+    rc = create_body(spec, &body, err);
+    if (rc != 0)
+        goto out;
+    r.body = body;
+    snprintf(r.path, sizeof(r.path), "/containers/create?name=%s", spec->name);
+    rc = docker_call(d, &r, NULL, &reply, err);
+    if (rc != 0)
+        goto out;
+    cid = json_string_value(json_object_get(reply, "Id"));
+    if (cid == NULL || strlen(cid) >= DAEMON_DOCKER_ID_MAX) {
+        err_set(err, 0, "docker: create: no Id in the reply");
+        rc = BERTH_EPROTO;
+        goto out;
+    }
+    copy_str(id, DAEMON_DOCKER_ID_MAX, cid);
+out:
+    json_decref(body);
+    json_decref(reply);
+    return rc;
+}
+
+/* POST /containers/<ref>/<verb><query> with no body and no reply. */
+static int container_post(daemon_docker *d, const char *ref, const char *verb,
+                          const char *query, long extra_ms,
+                          daemon_docker_err *err)
+{
+    docker_req r = {.method = "POST", .extra_timeout_ms = extra_ms};
+
+    if (!valid_ref(ref)) {
+        err_set(err, 0, "docker: invalid container reference");
+        return BERTH_EINVAL;
+    }
+    snprintf(r.path, sizeof(r.path), "/containers/%s/%s%s", ref, verb, query);
+    return docker_call(d, &r, NULL, NULL, err);
+}
+
+int daemon_docker_container_start(daemon_docker *d, const char *ref,
+                                  daemon_docker_err *err)
+{
+    return container_post(d, ref, "start", "", 0, err);
+}
+
+int daemon_docker_container_stop(daemon_docker *d, const char *ref,
+                                 int timeout_s, daemon_docker_err *err)
+{
+    char q[32];
+
+    if (timeout_s < 0)
+        timeout_s = 0;
+    snprintf(q, sizeof(q), "?t=%d", timeout_s);
+    return container_post(d, ref, "stop", q, timeout_s * 1000L, err);
+}
+
+int daemon_docker_container_kill(daemon_docker *d, const char *ref, int signo,
+                                 daemon_docker_err *err)
+{
+    char q[32];
+
+    if (signo <= 0 || signo > 64) {
+        err_set(err, 0, "docker: invalid signal %d", signo);
+        return BERTH_EINVAL;
+    }
+    snprintf(q, sizeof(q), "?signal=%d", signo);
+    return container_post(d, ref, "kill", q, 0, err);
+}
+
+int daemon_docker_container_restart(daemon_docker *d, const char *ref,
+                                    int timeout_s, daemon_docker_err *err)
+{
+    char q[32];
+
+    if (timeout_s < 0)
+        timeout_s = 0;
+    snprintf(q, sizeof(q), "?t=%d", timeout_s);
+    return container_post(d, ref, "restart", q, timeout_s * 1000L, err);
+}
+
+int daemon_docker_container_remove(daemon_docker *d, const char *ref,
+                                   bool force, bool volumes,
+                                   daemon_docker_err *err)
+{
+    docker_req r = {.method = "DELETE"};
+
+    if (!valid_ref(ref)) {
+        err_set(err, 0, "docker: invalid container reference");
+        return BERTH_EINVAL;
+    }
+    snprintf(r.path, sizeof(r.path), "/containers/%s?force=%d&v=%d", ref,
+             force ? 1 : 0, volumes ? 1 : 0);
+    return docker_call(d, &r, NULL, NULL, err);
+}
+
+int daemon_docker_container_wait(daemon_docker *d, const char *ref,
+                                 long timeout_ms, int *exit_code,
+                                 daemon_docker_err *err)
+{
+    docker_req r = {.method = "POST"};
+    json_t *reply = NULL;
+    json_t *code;
+    int rc;
+
+    *exit_code = -1;
+    if (!valid_ref(ref)) {
+        err_set(err, 0, "docker: invalid container reference");
+        return BERTH_EINVAL;
+    }
+    /* The call's own limit is the wait: replace the default total. */
+    r.extra_timeout_ms = timeout_ms > 0 ? timeout_ms - d->timeout_ms : 0;
+    snprintf(r.path, sizeof(r.path), "/containers/%s/wait", ref);
+    rc = docker_call(d, &r, NULL, &reply, err);
+    if (rc != 0)
+        goto out;
+    code = json_object_get(reply, "StatusCode");
+    if (!json_is_integer(code)) {
+        err_set(err, 0, "docker: wait: no StatusCode");
+        rc = BERTH_EPROTO;
+        goto out;
+    }
+    *exit_code = (int)json_integer_value(code);
+out:
+    json_decref(reply);
+    return rc;
+}
+
+static const char *label_of(json_t *labels, const char *key)
+{
+    const char *v = json_string_value(json_object_get(labels, key));
+
+    return v != NULL ? v : "";
+}
+
+int daemon_docker_container_inspect(daemon_docker *d, const char *ref,
+                                    daemon_docker_state *st,
+                                    daemon_docker_err *err)
+{
+    docker_req r = {.method = "GET"};
+    json_t *j = NULL, *s;
+    const char *name;
+    int rc;
+
+    memset(st, 0, sizeof(*st));
+    if (!valid_ref(ref)) {
+        err_set(err, 0, "docker: invalid container reference");
+        return BERTH_EINVAL;
+    }
+    snprintf(r.path, sizeof(r.path), "/containers/%s/json", ref);
+    rc = docker_call(d, &r, NULL, &j, err);
+    if (rc != 0)
+        goto out;
+    s = json_object_get(j, "State");
+    if (!json_is_object(s)) {
+        err_set(err, 0, "docker: inspect: no State");
+        rc = BERTH_EPROTO;
+        goto out;
+    }
+    copy_str(st->id, sizeof(st->id), json_string_value(json_object_get(j, "Id")));
+    name = json_string_value(json_object_get(j, "Name"));
+    copy_str(st->name, sizeof(st->name),
+             name != NULL && name[0] == '/' ? name + 1 : name);
+    copy_str(st->site, sizeof(st->site),
+             label_of(json_object_get(json_object_get(j, "Config"), "Labels"),
+                      "berth.site"));
+    copy_str(st->status, sizeof(st->status),
+             json_string_value(json_object_get(s, "Status")));
+    st->running = json_is_true(json_object_get(s, "Running"));
+    st->oom_killed = json_is_true(json_object_get(s, "OOMKilled"));
+    st->exit_code = (int)json_integer_value(json_object_get(s, "ExitCode"));
+    st->pid = (int)json_integer_value(json_object_get(s, "Pid"));
+    copy_str(st->started_at, sizeof(st->started_at),
+             json_string_value(json_object_get(s, "StartedAt")));
+    copy_str(st->finished_at, sizeof(st->finished_at),
+             json_string_value(json_object_get(s, "FinishedAt")));
+out:
+    json_decref(j);
+    return rc;
+}
+
+int daemon_docker_container_list(daemon_docker *d, const char *label,
+                                 daemon_docker_summary **items, size_t *n,
+                                 daemon_docker_err *err)
+{
+    docker_req r = {.method = "GET"};
+    json_t *filters = NULL, *j = NULL, *c;
+    daemon_docker_summary *list = NULL;
+    char *fs = NULL, *esc = NULL;
+    size_t i;
+    int rc;
+
+    *items = NULL;
+    *n = 0;
+    if (label == NULL || label[0] == '\0' || strlen(label) > 256) {
+        err_set(err, 0, "docker: list needs a label");
+        return BERTH_EINVAL;
+    }
+    filters = json_pack("{s:[s]}", "label", label);
+    fs = filters != NULL ? json_dumps(filters, JSON_COMPACT) : NULL;
+    esc = fs != NULL ? curl_easy_escape(NULL, fs, 0) : NULL;
+    if (esc == NULL) {
+        rc = BERTH_ENOMEM;
+        goto out;
+    }
+    snprintf(r.path, sizeof(r.path), "/containers/json?all=1&filters=%s", esc);
+    rc = docker_call(d, &r, NULL, &j, err);
+    if (rc != 0)
+        goto out;
+    if (!json_is_array(j)) {
+        err_set(err, 0, "docker: list: reply is not an array");
+        rc = BERTH_EPROTO;
+        goto out;
+    }
+    list = calloc(json_array_size(j) + 1, sizeof(*list));
+    if (list == NULL) {
+        rc = BERTH_ENOMEM;
+        goto out;
+    }
+    json_array_foreach(j, i, c) {
+        const char *name = json_string_value(json_array_get(json_object_get(c, "Names"), 0));
+        copy_str(list[i].id, sizeof(list[i].id),
+                 json_string_value(json_object_get(c, "Id")));
+        copy_str(list[i].name, sizeof(list[i].name),
+                 name != NULL && name[0] == '/' ? name + 1 : name);
+        copy_str(list[i].site, sizeof(list[i].site),
+                 label_of(json_object_get(c, "Labels"), "berth.site"));
+        copy_str(list[i].state, sizeof(list[i].state),
+                 json_string_value(json_object_get(c, "State")));
+    }
+    *items = list;
+    *n = json_array_size(j);
+    list = NULL;
+out:
+    free(list);
+    json_decref(j);
+    json_decref(filters);
+    free(fs);
+    curl_free(esc);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- events */
+
+typedef struct events_ctx {
+    CURL *c;
+    long status; /* the reply's status once known */
+    buf line;    /* the line being assembled; the error body when not 200 */
+    daemon_docker_event_cb cb;
+    void *arg;
+    const atomic_bool *stop;
+    bool stopped; /* cb or *stop asked to stop */
+    bool too_long;
+} events_ctx;
+
+/* Parses one line of /events and hands it to the callback. Lines that are
+ * not container events we understand are skipped. Returns non-zero to stop. */
+static int events_line(events_ctx *x, const char *p, size_t len)
+{
+    daemon_docker_event ev;
+    json_t *j, *actor, *attrs;
+    const char *code;
+    int stop = 0;
+
+    j = json_loadb(p, len, 0, NULL);
+    if (j == NULL)
+        return 0;
+    actor = json_object_get(j, "Actor");
+    attrs = json_object_get(actor, "Attributes");
+    memset(&ev, 0, sizeof(ev));
+    copy_str(ev.action, sizeof(ev.action),
+             json_string_value(json_object_get(j, "Action")));
+    copy_str(ev.id, sizeof(ev.id), json_string_value(json_object_get(actor, "ID")));
+    copy_str(ev.name, sizeof(ev.name), label_of(attrs, "name"));
+    copy_str(ev.site, sizeof(ev.site), label_of(attrs, "berth.site"));
+    code = json_string_value(json_object_get(attrs, "exitCode"));
+    ev.exit_code = code != NULL ? atoi(code) : -1;
+    ev.time_ns = json_integer_value(json_object_get(j, "timeNano"));
+    if (ev.action[0] != '\0' && ev.id[0] != '\0')
+        stop = x->cb(&ev, x->arg);
+    json_decref(j);
+    return stop;
+}
+
+static size_t on_events(char *p, size_t size, size_t n, void *arg)
+{
+    events_ctx *x = arg;
+    size_t total = size * n;
+    size_t i, start = 0;
+
+    if (x->status == 0)
+        curl_easy_getinfo(x->c, CURLINFO_RESPONSE_CODE, &x->status);
+    if (x->status != 200) {
+        buf_append(&x->line, p, total); /* kept for the message, as capped */
+        return total;
+    }
+    for (i = 0; i < total; i++) {
+        if (p[i] != '\n')
+            continue;
+        if (buf_append(&x->line, p + start, i - start) != 0) {
+            x->too_long = true;
+            return 0;
+        }
+        if (x->line.len > 0 && events_line(x, x->line.data, x->line.len)) {
+            x->stopped = true;
+            return 0;
+        }
+        buf_reset(&x->line);
+        start = i + 1;
+    }
+    if (buf_append(&x->line, p + start, total - start) != 0) {
+        x->too_long = true;
+        return 0;
+    }
+    return total;
+}
+
+static int on_events_progress(void *arg, curl_off_t dt, curl_off_t dn,
+                              curl_off_t ut, curl_off_t un)
+{
+    events_ctx *x = arg;
+
+    (void)dt, (void)dn, (void)ut, (void)un;
+    if (x->stop != NULL && atomic_load(x->stop)) {
+        x->stopped = true;
+        return 1;
+    }
+    return 0;
+}
+
+int daemon_docker_events(daemon_docker *d, const char *node, int64_t since,
+                         daemon_docker_event_cb cb, void *arg,
+                         const atomic_bool *stop, daemon_docker_err *err)
+{
+    events_ctx x = {.cb = cb, .arg = arg, .stop = stop};
+    json_t *filters = NULL;
+    char *fs = NULL, *esc = NULL;
+    char label[200], api[16], url[1024], since_q[40] = "";
+    char errbuf[CURL_ERROR_SIZE];
+    CURL *c = NULL;
+    CURLcode cc;
+    long st = 0;
+    int rc;
+
+    buf_init(&x.line, DOCKER_EVENT_LINE_MAX);
+    if (node == NULL || node[0] == '\0' || strlen(node) > 128 || cb == NULL) {
+        err_set(err, 0, "docker: events needs a node id and a callback");
+        rc = BERTH_EINVAL;
+        goto out;
+    }
+    rc = negotiate(d, api, err);
+    if (rc != 0)
+        goto out;
+    snprintf(label, sizeof(label), "berth.node=%s", node);
+    filters = json_pack("{s:[s], s:[s]}", "label", label, "type", "container");
+    fs = filters != NULL ? json_dumps(filters, JSON_COMPACT) : NULL;
+    esc = fs != NULL ? curl_easy_escape(NULL, fs, 0) : NULL;
+    if (esc == NULL) {
+        rc = BERTH_ENOMEM;
+        goto out;
+    }
+    if (since > 0)
+        snprintf(since_q, sizeof(since_q), "&since=%lld", (long long)since);
+    snprintf(url, sizeof(url), "http://docker/v%s/events?filters=%s%s", api,
+             esc, since_q);
+    c = easy_new(d, 0, errbuf); /* 0: no total limit on a stream */
+    if (c == NULL) {
+        rc = BERTH_ENOMEM;
+        goto out;
+    }
+    x.c = c;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_events);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_events_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
+    cc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+    if (x.stopped) {
+        rc = 0;
+    } else if (x.too_long) {
+        err_set(err, (int)st, "docker: events: a line longer than %u bytes",
+                DOCKER_EVENT_LINE_MAX);
+        rc = BERTH_ETOOBIG;
+    } else if (cc != CURLE_OK) {
+        rc = curl_failure(d, cc, "/events", errbuf, err);
+        if (rc != BERTH_ENOMEM)
+            rc = BERTH_EUNAVAIL;
+    } else if (st != 200) {
+        json_t *j = json_loadb(x.line.data != NULL ? x.line.data : "", x.line.len,
+                               0, NULL);
+        const char *msg = json_string_value(json_object_get(j, "message"));
+
+        if (msg == NULL)
+            msg = x.line.len > 0 ? x.line.data : "(no message)";
+        err_set(err, (int)st, "docker: events: %ld %s", st, msg);
+        rc = status_to_rc(st, msg);
+        json_decref(j);
+    } else {
+        err_set(err, (int)st, "docker: events: the engine closed the stream");
+        rc = BERTH_EUNAVAIL;
+    }
+out:
+    if (c != NULL)
+        curl_easy_cleanup(c);
+    json_decref(filters);
+    free(fs);
+    curl_free(esc);
+    buf_free(&x.line);
+    return rc;
+}
