@@ -130,7 +130,14 @@ void api_audit(panel *p, const principal *who, const http_req *req,
                const char *action, const char *target, int status,
                json_t *detail)
 {
-    db_conn *c = NULL;
+    api_audit_user(p, who ? who->user_id : NULL, req, action, target, status,
+                   detail);
+}
+
+void api_audit_user(panel *p, const char *user_id, const http_req *req,
+                    const char *action, const char *target, int status,
+                    json_t *detail)
+{
     char result[16];
     char *text = NULL;
     const char *params[6];
@@ -138,17 +145,13 @@ void api_audit(panel *p, const principal *who, const http_req *req,
 
     snprintf(result, sizeof(result), "%d", status);
     text = detail ? json_dumps(detail, JSON_COMPACT) : NULL;
-    params[0] = who && who->user_id[0] ? who->user_id : NULL;
+    params[0] = user_id && user_id[0] ? user_id : NULL;
     params[1] = action;
     params[2] = target;
     params[3] = req ? req->ip : NULL;
     params[4] = result;
     params[5] = text;
-    rc = db_acquire(p->db, 2000, &c);
-    if (rc == 0) {
-        rc = db_run(c, "audit_insert", 6, params, NULL);
-        db_release(p->db, c);
-    }
+    rc = db_query_run(p->db, 2000, "audit_insert", 6, params, NULL);
     if (rc != 0)
         log_warn("audit row lost", "action=%s target=%s error=%s", action,
                  target ? target : "-", berth_strerror(rc));

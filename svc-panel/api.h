@@ -50,4 +50,10 @@ void api_audit(panel *p, const principal *who, const http_req *req,
                const char *action, const char *target, int status,
                json_t *detail);
 
+/* api_audit() for a caller known only by user id (login, refresh, logout:
+ * no principal yet). user_id may be NULL or "". */
+void api_audit_user(panel *p, const char *user_id, const http_req *req,
+                    const char *action, const char *target, int status,
+                    json_t *detail);
+
 #endif

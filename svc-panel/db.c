@@ -946,6 +946,35 @@ out:
     return rc;
 }
 
+int db_query(db_pool *p, int timeout_ms, const char *name, int nparams,
+             const char *const *params, PGresult **res)
+{
+    db_conn *c = NULL;
+    int rc;
+
+    *res = NULL;
+    rc = db_acquire(p, timeout_ms, &c);
+    if (rc != 0)
+        return rc;
+    rc = db_exec(c, name, nparams, params, res);
+    db_release(p, c);
+    return rc;
+}
+
+int db_query_run(db_pool *p, int timeout_ms, const char *name, int nparams,
+                 const char *const *params, long *affected)
+{
+    db_conn *c = NULL;
+    int rc;
+
+    rc = db_acquire(p, timeout_ms, &c);
+    if (rc != 0)
+        return rc;
+    rc = db_run(c, name, nparams, params, affected);
+    db_release(p, c);
+    return rc;
+}
+
 int db_begin(db_conn *c)
 {
     return simple(c, "BEGIN", NULL, 0);

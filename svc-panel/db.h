@@ -47,6 +47,14 @@ int db_exec(db_conn *c, const char *name, int nparams,
 int db_run(db_conn *c, const char *name, int nparams,
            const char *const *params, long *affected);
 
+/* One statement on a connection borrowed for it alone (waiting up to
+ * timeout_ms for one): db_exec / db_run without the acquire and release
+ * around them. Same results and errors, plus db_acquire()'s. */
+int db_query(db_pool *p, int timeout_ms, const char *name, int nparams,
+             const char *const *params, PGresult **res);
+int db_query_run(db_pool *p, int timeout_ms, const char *name, int nparams,
+                 const char *const *params, long *affected);
+
 int db_begin(db_conn *c);
 int db_commit(db_conn *c);
 void db_rollback(db_conn *c);

@@ -300,7 +300,6 @@ void roles_delete(panel *p, http_req *req, http_resp *resp)
 {
     const char *param;
     char id[16];
-    db_conn *c = NULL;
     principal who;
     long n = 0;
     int rid, users, rc;
@@ -319,11 +318,7 @@ void roles_delete(panel *p, http_req *req, http_resp *resp)
     }
     snprintf(id, sizeof(id), "%d", rid);
     param = id;
-    rc = db_acquire(p->db, 2000, &c);
-    if (rc == 0) {
-        rc = db_run(c, "role_delete", 1, &param, &n);
-        db_release(p->db, c);
-    }
+    rc = db_query_run(p->db, 2000, "role_delete", 1, &param, &n);
     if (rc == 0 && n == 0)
         rc = BERTH_ENOENT;
     if (rc != 0) {

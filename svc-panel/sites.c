@@ -126,15 +126,7 @@ static char *to_json(const ProtobufCMessage *m)
 int site_query(panel *p, const char *stmt, int n, const char *const *params,
                PGresult **r)
 {
-    db_conn *c = NULL;
-    int rc;
-
-    rc = db_acquire(p->db, SITES_DB_WAIT_MS, &c);
-    if (rc != 0)
-        return rc;
-    rc = db_exec(c, stmt, n, params, r);
-    db_release(p->db, c);
-    return rc;
+    return db_query(p->db, SITES_DB_WAIT_MS, stmt, n, params, r);
 }
 
 int site_query_one(panel *p, const char *stmt, const char *id, PGresult **r)

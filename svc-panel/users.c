@@ -37,19 +37,11 @@
 
 /* ------------------------------------------------------------ helpers */
 
-/* Runs one statement on a borrowed connection. */
+/* Runs one statement on a connection borrowed for it. */
 static int query(panel *p, const char *stmt, int n, const char *const *params,
                  PGresult **res)
 {
-    db_conn *c = NULL;
-    int rc;
-
-    rc = db_acquire(p->db, 2000, &c);
-    if (rc != 0)
-        return rc;
-    rc = db_exec(c, stmt, n, params, res);
-    db_release(p->db, c);
-    return rc;
+    return db_query(p->db, 2000, stmt, n, params, res);
 }
 
 /* Reads a USER row (id, name, email, role_id, pfp, created_at,
@@ -243,11 +235,7 @@ void users_login(panel *p, http_req *req, http_resp *resp)
         goto out;
     }
     tokens_reply(p, resp, 201, user_id, token);
-    {
-        principal me = {0};
-        snprintf(me.user_id, sizeof(me.user_id), "%s", user_id);
-        api_audit(p, &me, req, "auth.login", who, 201, NULL);
-    }
+    api_audit_user(p, user_id, req, "auth.login", who, 201, NULL);
 out:
     PQclear(res);
     if (c != NULL)
@@ -332,11 +320,7 @@ void users_refresh(panel *p, http_req *req, http_resp *resp)
         db_release(p->db, c);
         http_error(resp, 401, BERTH_EAUTH,
                    "refresh token reused; the session has been revoked");
-        {
-            principal owner = {0};
-            snprintf(owner.user_id, sizeof(owner.user_id), "%s", user_id);
-            api_audit(p, &owner, req, "auth.refresh_reuse", family, 401, NULL);
-        }
+        api_audit_user(p, user_id, req, "auth.refresh_reuse", family, 401, NULL);
         return;
     }
     if (state != RT_OK) {
@@ -394,11 +378,7 @@ void users_logout(panel *p, http_req *req, http_resp *resp)
         goto out;
     }
     resp->status = 204;
-    {
-        principal me = {0};
-        snprintf(me.user_id, sizeof(me.user_id), "%s", user_id);
-        api_audit(p, &me, req, "auth.logout", family, 204, NULL);
-    }
+    api_audit_user(p, user_id, req, "auth.logout", family, 204, NULL);
 out:
     PQclear(res);
     if (c != NULL)
@@ -668,7 +648,6 @@ void users_delete(panel *p, http_req *req, http_resp *resp)
     const char *id = req->params[0];
     principal who;
     long n = 0;
-    db_conn *c = NULL;
     int rc;
 
     if (api_auth(p, req, resp, &who) != 0 ||
@@ -682,11 +661,7 @@ void users_delete(panel *p, http_req *req, http_resp *resp)
         http_error(resp, 400, BERTH_EINVAL, "you cannot delete yourself");
         return;
     }
-    rc = db_acquire(p->db, 2000, &c);
-    if (rc == 0) {
-        rc = db_run(c, "user_delete", 1, &id, &n);
-        db_release(p->db, c);
-    }
+    rc = db_query_run(p->db, 2000, "user_delete", 1, &id, &n);
     if (rc == 0 && n == 0)
         rc = BERTH_ENOENT;
     if (rc != 0) {
@@ -1017,7 +992,6 @@ void users_keys_delete(panel *p, http_req *req, http_resp *resp)
 {
     const char *params[2];
     principal who;
-    db_conn *c = NULL;
     long n = 0;
     int rc;
 
@@ -1029,11 +1003,7 @@ void users_keys_delete(panel *p, http_req *req, http_resp *resp)
     }
     params[0] = req->params[0];
     params[1] = who.user_id;
-    rc = db_acquire(p->db, 2000, &c);
-    if (rc == 0) {
-        rc = db_run(c, "ssh_key_delete", 2, params, &n);
-        db_release(p->db, c);
-    }
+    rc = db_query_run(p->db, 2000, "ssh_key_delete", 2, params, &n);
     if (rc == 0 && n == 0)
         rc = BERTH_ENOENT;
     if (rc != 0) {
