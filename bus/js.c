@@ -41,9 +41,11 @@ const bus_stream_def bus_streams[] = {
 
 const bus_consumer_def bus_consumers[] = {
     /* One command in flight per node keeps them strictly in order: a
-     * command that must be retried holds back the ones after it. */
+     * command that must be retried holds back the ones after it. The
+     * daemon marks long commands in progress, so a short ack wait only
+     * shortens the redelivery after a daemon died mid-command. */
     {"node-commands", "COMMANDS", "node-{node}", "site.*.{node}", "daemon",
-     60, -1, 1, "a node's commands, in order, worked by its daemon"},
+     10, -1, 1, "a node's commands, in order, worked by its daemon"},
     {"panel-events", "EVENTS", "panel-events", NULL, "panel",
      30, -1, 1024, "every event, applied to the panel's database"},
     {"panel-certs", "CERTS", "panel-certs", NULL, "panel",
