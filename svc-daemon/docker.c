@@ -475,6 +475,10 @@ static int create_body(const daemon_docker_spec *s, json_t **out,
         json_object_set_new(labels, "berth.site", json_string(s->site));
     if (s->node != NULL)
         json_object_set_new(labels, "berth.node", json_string(s->node));
+    if (s->command_id != NULL)
+        json_object_set_new(labels, "berth.command", json_string(s->command_id));
+    if (s->stop_signal != NULL && s->stop_signal[0] != '\0')
+        json_object_set_new(body, "StopSignal", json_string(s->stop_signal));
     json_object_set(body, "Labels", labels);
     /* Console: stdin stays open for input; output always attached. */
     json_object_set_new(body, "OpenStdin", json_true());
@@ -548,7 +552,10 @@ static int create_body(const daemon_docker_spec *s, json_t **out,
         json_object_set_new(host, "Tmpfs",
                             json_pack("{s:s}", "/tmp", "rw,size=64m,mode=1777"));
     }
-    json_object_set_new(host, "Init", json_false());
+    /* A small init (Docker's docker-init) as PID 1 forwards the stop
+     * signal, which a server running as PID 1 would otherwise ignore, and
+     * reaps orphans. */
+    json_object_set_new(host, "Init", json_true());
     json_object_set_new(host, "RestartPolicy", json_pack("{s:s}", "Name", "no"));
     json_object_set(body, "HostConfig", host);
     *out = body;
@@ -715,7 +722,7 @@ int daemon_docker_container_inspect(daemon_docker *d, const char *ref,
                                     daemon_docker_err *err)
 {
     docker_req r = {.method = "GET"};
-    json_t *j = NULL, *s;
+    json_t *j = NULL, *s, *labels;
     const char *name;
     int rc;
 
@@ -738,9 +745,17 @@ int daemon_docker_container_inspect(daemon_docker *d, const char *ref,
     name = json_string_value(json_object_get(j, "Name"));
     copy_str(st->name, sizeof(st->name),
              name != NULL && name[0] == '/' ? name + 1 : name);
-    copy_str(st->site, sizeof(st->site),
-             label_of(json_object_get(json_object_get(j, "Config"), "Labels"),
-                      "berth.site"));
+    labels = json_object_get(json_object_get(j, "Config"), "Labels");
+    copy_str(st->site, sizeof(st->site), label_of(labels, "berth.site"));
+    copy_str(st->command_id, sizeof(st->command_id),
+             label_of(labels, "berth.command"));
+    st->tty = json_is_true(
+        json_object_get(json_object_get(j, "Config"), "Tty"));
+    st->memory_limit = (int64_t)json_integer_value(
+        json_object_get(json_object_get(j, "HostConfig"), "Memory"));
+    copy_str(st->ip, sizeof(st->ip),
+             json_string_value(json_object_get(
+                 json_object_get(j, "NetworkSettings"), "IPAddress")));
     copy_str(st->status, sizeof(st->status),
              json_string_value(json_object_get(s, "Status")));
     st->running = json_is_true(json_object_get(s, "Running"));
@@ -819,16 +834,21 @@ out:
 
 /* ---------------------------------------------------------------- events */
 
-typedef struct events_ctx {
+/* A streamed reply of JSON lines (/events, /images/create). */
+typedef struct events_ctx events_ctx;
+struct events_ctx {
     CURL *c;
     long status; /* the reply's status once known */
     buf line;    /* the line being assembled; the error body when not 200 */
+    int (*line_fn)(events_ctx *x, const char *p, size_t len); /* !0: stop */
     daemon_docker_event_cb cb;
+    daemon_docker_pull_cb pull_cb;
     void *arg;
     const atomic_bool *stop;
     bool stopped; /* cb or *stop asked to stop */
     bool too_long;
-} events_ctx;
+    char error[256]; /* an error line of a pull */
+};
 
 /* Parses one line of /events and hands it to the callback. Lines that are
  * not container events we understand are skipped. Returns non-zero to stop. */
@@ -878,7 +898,7 @@ static size_t on_events(char *p, size_t size, size_t n, void *arg)
             x->too_long = true;
             return 0;
         }
-        if (x->line.len > 0 && events_line(x, x->line.data, x->line.len)) {
+        if (x->line.len > 0 && x->line_fn(x, x->line.data, x->line.len)) {
             x->stopped = true;
             return 0;
         }
@@ -905,6 +925,62 @@ static int on_events_progress(void *arg, curl_off_t dt, curl_off_t dn,
     return 0;
 }
 
+/* Runs a streamed request on x (line_fn set, line initialised) with a
+ * total limit of total_ms (0: none). Returns 0 when the stream ended with a
+ * 200 reply or was stopped (x->stopped), or a berth code with err set. */
+static int stream_perform(daemon_docker *d, events_ctx *x, const char *method,
+                          const char *url, long total_ms, const char *what,
+                          daemon_docker_err *err)
+{
+    char errbuf[CURL_ERROR_SIZE];
+    CURL *c;
+    CURLcode cc;
+    long st = 0;
+    int rc;
+
+    c = easy_new(d, total_ms, errbuf);
+    if (c == NULL)
+        return BERTH_ENOMEM;
+    x->c = c;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "POST") == 0)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_events);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_events_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
+    cc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+    if (x->stopped) {
+        rc = 0;
+    } else if (x->too_long) {
+        err_set(err, (int)st, "docker: %s: a line longer than %u bytes", what,
+                DOCKER_EVENT_LINE_MAX);
+        rc = BERTH_ETOOBIG;
+    } else if (cc != CURLE_OK) {
+        rc = curl_failure(d, cc, what, errbuf, err);
+        if (rc != BERTH_ENOMEM && rc != BERTH_ETIMEDOUT)
+            rc = BERTH_EUNAVAIL;
+    } else if (st != 200) {
+        json_t *j = json_loadb(x->line.data != NULL ? x->line.data : "",
+                               x->line.len, 0, NULL);
+        const char *msg = json_string_value(json_object_get(j, "message"));
+
+        if (msg == NULL)
+            msg = x->line.len > 0 ? x->line.data : "(no message)";
+        err_set(err, (int)st, "docker: %s: %ld %s", what, st, msg);
+        rc = status_to_rc(st, msg);
+        json_decref(j);
+    } else {
+        rc = 0;
+    }
+    curl_easy_cleanup(c);
+    x->c = NULL;
+    return rc;
+}
+
 int daemon_docker_events(daemon_docker *d, const char *node, int64_t since,
                          daemon_docker_event_cb cb, void *arg,
                          const atomic_bool *stop, daemon_docker_err *err)
@@ -913,10 +989,6 @@ int daemon_docker_events(daemon_docker *d, const char *node, int64_t since,
     json_t *filters = NULL;
     char *fs = NULL, *esc = NULL;
     char label[200], api[16], url[1024], since_q[40] = "";
-    char errbuf[CURL_ERROR_SIZE];
-    CURL *c = NULL;
-    CURLcode cc;
-    long st = 0;
     int rc;
 
     buf_init(&x.line, DOCKER_EVENT_LINE_MAX);
@@ -940,50 +1012,170 @@ int daemon_docker_events(daemon_docker *d, const char *node, int64_t since,
         snprintf(since_q, sizeof(since_q), "&since=%lld", (long long)since);
     snprintf(url, sizeof(url), "http://docker/v%s/events?filters=%s%s", api,
              esc, since_q);
-    c = easy_new(d, 0, errbuf); /* 0: no total limit on a stream */
-    if (c == NULL) {
-        rc = BERTH_ENOMEM;
-        goto out;
-    }
-    x.c = c;
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_events);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_events_progress);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
-    cc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
-    if (x.stopped) {
-        rc = 0;
-    } else if (x.too_long) {
-        err_set(err, (int)st, "docker: events: a line longer than %u bytes",
-                DOCKER_EVENT_LINE_MAX);
-        rc = BERTH_ETOOBIG;
-    } else if (cc != CURLE_OK) {
-        rc = curl_failure(d, cc, "/events", errbuf, err);
-        if (rc != BERTH_ENOMEM)
-            rc = BERTH_EUNAVAIL;
-    } else if (st != 200) {
-        json_t *j = json_loadb(x.line.data != NULL ? x.line.data : "", x.line.len,
-                               0, NULL);
-        const char *msg = json_string_value(json_object_get(j, "message"));
-
-        if (msg == NULL)
-            msg = x.line.len > 0 ? x.line.data : "(no message)";
-        err_set(err, (int)st, "docker: events: %ld %s", st, msg);
-        rc = status_to_rc(st, msg);
-        json_decref(j);
-    } else {
-        err_set(err, (int)st, "docker: events: the engine closed the stream");
+    x.line_fn = events_line;
+    rc = stream_perform(d, &x, "GET", url, 0, "events", err);
+    if (rc == 0 && !x.stopped) {
+        err_set(err, 200, "docker: events: the engine closed the stream");
         rc = BERTH_EUNAVAIL;
     }
 out:
-    if (c != NULL)
-        curl_easy_cleanup(c);
     json_decref(filters);
     free(fs);
     curl_free(esc);
     buf_free(&x.line);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- pull */
+
+/* One line of /images/create: progress, or the error that ends the pull. */
+static int pull_line(events_ctx *x, const char *p, size_t len)
+{
+    json_t *j = json_loadb(p, len, 0, NULL);
+    json_t *detail;
+    const char *e;
+
+    if (j == NULL)
+        return 0;
+    e = json_string_value(json_object_get(j, "error"));
+    if (e != NULL) {
+        copy_str(x->error, sizeof(x->error), e);
+        json_decref(j);
+        return 1;
+    }
+    detail = json_object_get(j, "progressDetail");
+    if (x->pull_cb != NULL)
+        x->pull_cb(json_string_value(json_object_get(j, "status")) != NULL
+                       ? json_string_value(json_object_get(j, "status"))
+                       : "",
+                   (uint64_t)json_integer_value(json_object_get(detail, "current")),
+                   (uint64_t)json_integer_value(json_object_get(detail, "total")),
+                   x->arg);
+    json_decref(j);
+    return 0;
+}
+
+int daemon_docker_image_pull(daemon_docker *d, const char *image,
+                             long timeout_ms, daemon_docker_pull_cb cb,
+                             void *arg, daemon_docker_err *err)
+{
+    events_ctx x = {.pull_cb = cb, .arg = arg, .line_fn = pull_line};
+    char api[16], url[1024];
+    char *esc = NULL;
+    int rc;
+
+    buf_init(&x.line, DOCKER_EVENT_LINE_MAX);
+    if (image == NULL || image[0] == '\0' || strlen(image) > 256) {
+        err_set(err, 0, "docker: invalid image name");
+        rc = BERTH_EINVAL;
+        goto out;
+    }
+    rc = negotiate(d, api, err);
+    if (rc != 0)
+        goto out;
+    esc = curl_easy_escape(NULL, image, 0);
+    if (esc == NULL) {
+        rc = BERTH_ENOMEM;
+        goto out;
+    }
+    /* fromImage takes "name:tag" (or "name@digest") whole. */
+    snprintf(url, sizeof(url), "http://docker/v%s/images/create?fromImage=%s",
+             api, esc);
+    rc = stream_perform(d, &x, "POST", url,
+                        timeout_ms > 0 ? timeout_ms : 600000L, "pull", err);
+    if (rc == 0 && x.stopped) {
+        err_set(err, 200, "docker: pull %s: %s", image, x.error);
+        rc = strstr(x.error, "not found") != NULL ||
+                     strstr(x.error, "does not exist") != NULL
+                 ? BERTH_ENOENT
+                 : BERTH_EIO;
+    }
+out:
+    curl_free(esc);
+    buf_free(&x.line);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- stats */
+
+/* A non-negative integer member of o, 0 when absent or of another type. */
+static uint64_t stats_u64(json_t *o, const char *key)
+{
+    json_int_t v = json_integer_value(json_object_get(o, key));
+
+    return v > 0 ? (uint64_t)v : 0;
+}
+
+int daemon_docker_container_stats(daemon_docker *d, const char *ref,
+                                  daemon_docker_stats *out,
+                                  daemon_docker_err *err)
+{
+    docker_req r = {.method = "GET"};
+    json_t *j = NULL, *cpu, *mem, *mstats, *v;
+    const char *read, *key, *op;
+    uint64_t inactive;
+    size_t i;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (!valid_ref(ref)) {
+        err_set(err, 0, "docker: invalid container reference");
+        return BERTH_EINVAL;
+    }
+    snprintf(r.path, sizeof(r.path),
+             "/containers/%s/stats?stream=false&one-shot=true", ref);
+    rc = docker_call(d, &r, NULL, &j, err);
+    if (rc != 0)
+        goto out;
+    /* A container that is not running gets a reply of zeros whose read
+     * time is the zero time. */
+    read = json_string_value(json_object_get(j, "read"));
+    if (read == NULL || strncmp(read, "0001-", 5) == 0) {
+        err_set(err, 0, "docker: stats: container %s is not running", ref);
+        rc = BERTH_ECONFLICT;
+        goto out;
+    }
+    cpu = json_object_get(j, "cpu_stats");
+    mem = json_object_get(j, "memory_stats");
+    if (!json_is_integer(json_object_get(json_object_get(cpu, "cpu_usage"),
+                                         "total_usage")) ||
+        !json_is_integer(json_object_get(mem, "usage"))) {
+        err_set(err, 0, "docker: stats: no CPU or memory figures");
+        rc = BERTH_EPROTO;
+        goto out;
+    }
+    out->cpu_usage_ns = stats_u64(json_object_get(cpu, "cpu_usage"),
+                                  "total_usage");
+    out->system_usage_ns = stats_u64(cpu, "system_cpu_usage");
+    out->online_cpus = (uint32_t)stats_u64(cpu, "online_cpus");
+    /* Like the docker CLI: cgroup v1 names the cache total_inactive_file,
+     * v2 inactive_file. */
+    mstats = json_object_get(mem, "stats");
+    inactive = json_is_integer(json_object_get(mstats, "total_inactive_file"))
+                   ? stats_u64(mstats, "total_inactive_file")
+                   : stats_u64(mstats, "inactive_file");
+    out->memory_usage = stats_u64(mem, "usage");
+    out->memory_usage =
+        out->memory_usage > inactive ? out->memory_usage - inactive : 0;
+    out->memory_limit = stats_u64(mem, "limit");
+    json_object_foreach(json_object_get(j, "networks"), key, v) {
+        out->net_rx_bytes += stats_u64(v, "rx_bytes");
+        out->net_tx_bytes += stats_u64(v, "tx_bytes");
+    }
+    json_array_foreach(json_object_get(json_object_get(j, "blkio_stats"),
+                                       "io_service_bytes_recursive"),
+                       i, v) {
+        op = json_string_value(json_object_get(v, "op"));
+        if (op == NULL)
+            continue;
+        if (strcasecmp(op, "read") == 0)
+            out->blk_read_bytes += stats_u64(v, "value");
+        else if (strcasecmp(op, "write") == 0)
+            out->blk_write_bytes += stats_u64(v, "value");
+    }
+    out->pids =
+        (uint32_t)stats_u64(json_object_get(j, "pids_stats"), "current");
+out:
+    json_decref(j);
     return rc;
 }

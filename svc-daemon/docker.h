@@ -99,6 +99,20 @@ int daemon_docker_info_get(daemon_docker *d, daemon_docker_info *info,
 int daemon_docker_image_inspect(daemon_docker *d, const char *image,
                                 daemon_docker_err *err);
 
+/* Progress of an image pull: one call per status line Docker sends. */
+typedef void (*daemon_docker_pull_cb)(const char *status, uint64_t current,
+                                      uint64_t total, void *arg);
+
+/* Pulls image (POST /images/create), calling cb (may be NULL) with the
+ * progress. A pull has its own time limit, timeout_ms (0: 10 min). Returns
+ * 0 once the image is local; BERTH_ENOENT when the registry has no such
+ * image; BERTH_EIO when the pull failed otherwise (a registry that cannot
+ * be reached, refused credentials...), with Docker's reason in err; or the
+ * transport codes of every call. */
+int daemon_docker_image_pull(daemon_docker *d, const char *image,
+                             long timeout_ms, daemon_docker_pull_cb cb,
+                             void *arg, daemon_docker_err *err);
+
 /* ---------------------------------------------------------------- containers */
 
 typedef struct daemon_docker_port {
@@ -117,6 +131,8 @@ typedef struct daemon_docker_spec {
     const char *const *env; /* "K=V" */
     const char *site;  /* label berth.site */
     const char *node;  /* label berth.node */
+    const char *command_id; /* label berth.command: the command that made it */
+    const char *stop_signal; /* "SIGTERM" ...; NULL: the image's */
     int64_t memory_bytes; /* 0: no limit; swap limited to the same */
     int64_t nano_cpus;    /* 1e9 = one CPU; 0: no limit */
     int64_t pids_limit;   /* 0: no limit */
@@ -171,7 +187,11 @@ typedef struct daemon_docker_state {
     char id[DAEMON_DOCKER_ID_MAX];
     char name[DAEMON_DOCKER_NAME_MAX]; /* without the leading '/' */
     char site[64];   /* label berth.site, "" when absent */
+    char command_id[64]; /* label berth.command, "" when absent */
     char status[16]; /* created running paused restarting removing exited dead */
+    char ip[48];     /* address on the default bridge, "" when none */
+    int64_t memory_limit; /* HostConfig.Memory, 0: none */
+    bool tty;
     bool running;
     bool oom_killed;
     int exit_code;
@@ -222,5 +242,32 @@ typedef int (*daemon_docker_event_cb)(const daemon_docker_event *ev,
 int daemon_docker_events(daemon_docker *d, const char *node, int64_t since,
                          daemon_docker_event_cb cb, void *arg,
                          const atomic_bool *stop, daemon_docker_err *err);
+
+/* ---------------------------------------------------------------- stats */
+
+/* One reading of a running container's counters as Docker reports them.
+ * Counters grow over the container's life, so a rate (CPU %) needs two
+ * readings and the time between them. */
+typedef struct daemon_docker_stats {
+    uint64_t cpu_usage_ns;    /* cpu_stats.cpu_usage.total_usage */
+    uint64_t system_usage_ns; /* cpu_stats.system_cpu_usage: the host, all CPUs */
+    uint32_t online_cpus;
+    uint64_t memory_usage; /* usage minus the inactive file cache, the figure
+                            * `docker stats` shows */
+    uint64_t memory_limit; /* the limit, or the host's memory when none */
+    uint64_t net_rx_bytes; /* summed over the container's interfaces */
+    uint64_t net_tx_bytes;
+    uint64_t blk_read_bytes; /* summed over devices */
+    uint64_t blk_write_bytes;
+    uint32_t pids;
+} daemon_docker_stats;
+
+/* GET /containers/<ref>/stats?stream=false&one-shot=true into *out.
+ * Returns 0, BERTH_ENOENT when there is no such container, BERTH_ECONFLICT
+ * when it is not running, BERTH_EPROTO when the reply lacks the CPU or
+ * memory figures, or a transport error as every call here does. */
+int daemon_docker_container_stats(daemon_docker *d, const char *ref,
+                                  daemon_docker_stats *out,
+                                  daemon_docker_err *err);
 
 #endif

@@ -3,18 +3,24 @@
  * Concurrency: the main thread starts the service, builds the modules and
  * then only waits for a shutdown signal, after which it stops them in the
  * reverse order. The node thread (node.c) owns registration and
- * heartbeats and everything they keep. nats.c delivers bus messages on its
- * own threads. The Docker client is shared: each call makes its own
+ * heartbeats; the site supervisor (sites.c) has an events thread, a
+ * supervisor thread and the command worker; the console (console.c) and
+ * the stats (stats.c) have a thread each. nats.c delivers bus messages on
+ * its own threads. The Docker client is shared: each call makes its own
  * connection (docker.h).
  */
+#include <limits.h>
 #include <stdlib.h>
 
 #include "bus/svc.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/version.h"
+#include "svc-daemon/console.h"
 #include "svc-daemon/docker.h"
 #include "svc-daemon/node.h"
+#include "svc-daemon/sites.h"
+#include "svc-daemon/stats.h"
 
 static const cfg_key daemon_keys[] = {
     CONFIG_COMMON_KEYS,
@@ -24,6 +30,16 @@ static const cfg_key daemon_keys[] = {
      "unix socket of the Docker Engine API", 0, 0, 0},
     {"BERTH_DAEMON_PUBLIC_URL", CFG_STR, "http://127.0.0.1:8443",
      "URL where browsers reach this daemon directly", 0, 0, 0},
+    {"BERTH_DAEMON_RECONCILE_MS", CFG_INT, "60000",
+     "interval of the reconcile with the panel's desired state", 1000,
+     86400000, 0},
+    {"BERTH_DAEMON_RESTART_BACKOFF_MS", CFG_INT, "1000",
+     "first delay before restarting a crashed site (doubles, up to 30 s)",
+     10, 60000, 0},
+    {"BERTH_DAEMON_REMOVE_ORPHANS", CFG_BOOL, "0",
+     "remove containers of sites the panel does not list", 0, 0, 0},
+    {"BERTH_STATS_INTERVAL_MS", CFG_INT, "1000",
+     "interval of container and node stats", 100, 60000, 0},
     {0},
 };
 
@@ -34,27 +50,41 @@ static const svc_def daemon_def = {
     .keys = daemon_keys,
 };
 
+static int count_running(void *ud)
+{
+    return daemon_sites_running(ud);
+}
+
 int main(int argc, char **argv)
 {
     daemon_docker *docker = NULL;
     daemon_node *node = NULL;
+    daemon_console *console = NULL;
+    daemon_stats *stats = NULL;
+    daemon_sites *sites = NULL;
+    const char *sock;
+    char data_dir[PATH_MAX], volumes_dir[PATH_MAX + 16];
     svc s;
     int rc;
 
     rc = svc_start(&s, &daemon_def, argc, argv);
     if (rc != 0)
         return rc > 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-    rc = daemon_docker_new(
-        &(daemon_docker_cfg){.sock_path =
-                                 config_str(s.cfg, "BERTH_DOCKER_SOCK")},
-        &docker);
+    /* Docker binds site data by absolute path. */
+    if (realpath(s.data_dir, data_dir) == NULL) {
+        rc = BERTH_ECONFIG;
+        goto out;
+    }
+    snprintf(volumes_dir, sizeof(volumes_dir), "%s/volumes", data_dir);
+    sock = config_str(s.cfg, "BERTH_DOCKER_SOCK");
+    rc = daemon_docker_new(&(daemon_docker_cfg){.sock_path = sock}, &docker);
     if (rc != 0)
         goto out;
     rc = daemon_node_new(
         &(daemon_node_cfg){
             .bus = s.bus,
             .docker = docker,
-            .data_dir = s.data_dir,
+            .data_dir = data_dir,
             .name = config_str(s.cfg, "BERTH_NODE_NAME"),
             .public_url = config_str(s.cfg, "BERTH_DAEMON_PUBLIC_URL"),
             .version = BERTH_VERSION,
@@ -62,7 +92,46 @@ int main(int argc, char **argv)
         &node);
     if (rc != 0)
         goto out;
+    rc = daemon_console_new(
+        &(daemon_console_cfg){
+            .bus = s.bus, .node_id = daemon_node_id(node), .sock_path = sock},
+        &console);
+    if (rc != 0)
+        goto out;
+    rc = daemon_stats_new(
+        &(daemon_stats_cfg){
+            .bus = s.bus,
+            .docker = docker,
+            .node_id = daemon_node_id(node),
+            .data_dir = data_dir,
+            .volumes_dir = volumes_dir,
+            .interval_ms = (int)config_int(s.cfg, "BERTH_STATS_INTERVAL_MS"),
+        },
+        &stats);
+    if (rc != 0)
+        goto out;
+    rc = daemon_sites_new(
+        &(daemon_sites_cfg){
+            .bus = s.bus,
+            .docker = docker,
+            .console = console,
+            .stats = stats,
+            .node_id = daemon_node_id(node),
+            .data_dir = data_dir,
+            .reconcile_ms = (int)config_int(s.cfg, "BERTH_DAEMON_RECONCILE_MS"),
+            .restart_backoff_ms =
+                (int)config_int(s.cfg, "BERTH_DAEMON_RESTART_BACKOFF_MS"),
+            .remove_orphans = config_bool(s.cfg, "BERTH_DAEMON_REMOVE_ORPHANS"),
+        },
+        &sites);
+    if (rc != 0)
+        goto out;
+    daemon_node_count_with(node, count_running, sites);
     rc = daemon_node_start(node);
+    if (rc == 0)
+        rc = daemon_stats_start(stats);
+    if (rc == 0)
+        rc = daemon_sites_start(sites);
     if (rc != 0)
         goto out;
     svc_ready(&s);
@@ -71,6 +140,9 @@ out:
     if (rc != 0)
         log_error("start failed", "service=%s error=%s", daemon_def.service,
                   berth_strerror(rc));
+    daemon_sites_free(sites);
+    daemon_stats_free(stats);
+    daemon_console_free(console);
     daemon_node_free(node);
     daemon_docker_free(docker);
     svc_stop(&s);

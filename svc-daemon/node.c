@@ -48,6 +48,8 @@ struct daemon_node {
     char name[DAEMON_NODE_NAME_MAX + 1];
     char id[ID_UUID_LEN + 1];
     int64_t started_ms;
+    int (*sites_running)(void *ud); /* set before the thread starts */
+    void *sites_ud;
 
     pthread_mutex_t mu; /* guards stopping; wake signals it */
     pthread_cond_t wake;
@@ -224,7 +226,8 @@ static void heartbeat(daemon_node *n)
     hb.node_id = n->id;
     hb.seq = ++n->seq;
     hb.sent_ms = clock_wall_ms();
-    hb.sites_running = 0; /* the site supervisor fills this in later */
+    hb.sites_running =
+        n->sites_running != NULL ? (uint32_t)n->sites_running(n->sites_ud) : 0;
     rc = bus_publish(n->bus, subject, &hb.base);
     if (rc != 0)
         log_debug("heartbeat not sent", "node=%s error=%s", n->id,
@@ -407,6 +410,12 @@ int daemon_node_new(const daemon_node_cfg *cfg, daemon_node **out)
 out:
     daemon_node_free(n);
     return rc;
+}
+
+void daemon_node_count_with(daemon_node *n, int (*fn)(void *ud), void *ud)
+{
+    n->sites_running = fn;
+    n->sites_ud = ud;
 }
 
 int daemon_node_start(daemon_node *n)

@@ -63,6 +63,10 @@ int daemon_node_id_load(const char *data_dir, char id[ID_UUID_LEN + 1]);
  * logged. */
 int daemon_node_new(const daemon_node_cfg *cfg, daemon_node **out);
 
+/* Heartbeats carry fn(ud) as the number of running sites. Call before
+ * daemon_node_start(). */
+void daemon_node_count_with(daemon_node *n, int (*fn)(void *ud), void *ud);
+
 /* Starts the node thread. Returns 0 or BERTH_ENOMEM. */
 int daemon_node_start(daemon_node *n);
 
