@@ -41,6 +41,7 @@ DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
             protobuf-c-compiler libprotobuf-c-dev libnats-dev nats-server \
             libjansson-dev libsodium-dev libcurl4-openssl-dev libssl-dev \
             libwebsockets-dev libpq-dev postgresql wrk busybox-static check curl \
+            haproxy pebble \
             ca-certificates
 
 # ---------------------------------------------------------------- sources
