@@ -2,7 +2,8 @@
  * berth-panel: its specs appear in GET /nodes, heartbeats keep it online,
  * a SIGKILL makes it offline, a restart keeps its node id, a NATS restart
  * makes it register again, a daemon started before the panel registers
- * once the panel runs, SIGTERM exits 0.
+ * once the panel runs, a site created through the panel's HTTP API runs
+ * on the daemon and its states come back, SIGTERM exits 0.
  *
  * One panel and one daemon data directory serve the whole suite
  * (CK_NOFORK); the tests run in order and build on each other. The panel
@@ -291,6 +292,92 @@ START_TEST(panel_started_later)
 }
 END_TEST
 
+/* The site's state as GET /sites/:id shows it ("" when unknown). */
+static void site_state(const char *id, char *out, size_t size)
+{
+    char path[128];
+    h_resp r;
+
+    snprintf(path, sizeof(path), "/sites/%s", id);
+    ck_assert_int_eq(h_call(&panel, &r, "GET", path, access_token, NULL), 200);
+    snprintf(out, size, "%s",
+             h_jstr(json_object_get(r.json, "status"), "state"));
+    h_resp_free(&r);
+}
+
+static int wait_site_state(const char *id, const char *want, int timeout_ms)
+{
+    int64_t end = clock_mono_ms() + timeout_ms;
+    char state[32];
+
+    while (clock_mono_ms() < end) {
+        site_state(id, state, sizeof(state));
+        if (strcmp(state, want) == 0)
+            return 1;
+        clock_sleep_ms(100);
+    }
+    return 0;
+}
+
+/* End to end: a site created through the panel's HTTP API runs as a
+ * container on this daemon, and its states come back to the panel. */
+START_TEST(site_created_through_the_panel_runs)
+{
+    char body[512], id[64], path[160], script[1200];
+    char *argv[] = {"sh", script, "berth-test-busybox:1", NULL};
+    const char *bin = h_bin("x");
+    const char *cut = strstr(bin, "build/bin/x");
+    h_resp r;
+    buf out;
+
+    snprintf(script, sizeof(script), "%.*stests/harness/image.sh",
+             cut != NULL ? (int)(cut - bin) : 0, bin);
+    buf_init(&out, 64 * 1024);
+    ck_assert_int_eq(h_run(argv, NULL, 0, &out, 300000), 0);
+    buf_free(&out);
+    snprintf(body, sizeof(body),
+             "{\"name\":\"e2e\",\"image\":\"berth-test-busybox:1\","
+             "\"node\":\"%s\",\"command\":[\"sleep\",\"3600\"],"
+             "\"memoryBytes\":67108864}",
+             node_id);
+    ck_assert_int_eq(h_call(&panel, &r, "POST", "/sites", access_token, body),
+                     202);
+    snprintf(id, sizeof(id), "%s", h_jstr(r.json, "id"));
+    h_resp_free(&r);
+    ck_assert_msg(wait_site_state(id, "running", 30000), "site never ran");
+
+    snprintf(path, sizeof(path), "/sites/%s/power", id);
+    ck_assert_int_eq(h_call(&panel, &r, "POST", path, access_token,
+                            "{\"action\":\"stop\"}"),
+                     202);
+    h_resp_free(&r);
+    ck_assert_msg(wait_site_state(id, "offline", 30000), "site never stopped");
+
+    snprintf(path, sizeof(path), "/sites/%s", id);
+    ck_assert_int_eq(h_call(&panel, &r, "DELETE", path, access_token, NULL),
+                     202);
+    h_resp_free(&r);
+    /* The container goes with it. */
+    {
+        char name[128], cmd[300];
+        char *av[] = {"sh", "-c", cmd, NULL};
+        int64_t end = clock_mono_ms() + 30000;
+        int gone = 0;
+
+        snprintf(name, sizeof(name), "berth-%s", id);
+        snprintf(cmd, sizeof(cmd), "docker inspect %s >/dev/null 2>&1", name);
+        while (!gone && clock_mono_ms() < end) {
+            buf_init(&out, 4096);
+            gone = h_run(av, NULL, 0, &out, 10000) != 0;
+            buf_free(&out);
+            if (!gone)
+                clock_sleep_ms(100);
+        }
+        ck_assert_msg(gone, "container %s still exists", name);
+    }
+}
+END_TEST
+
 START_TEST(sigterm_exits_cleanly)
 {
     ck_assert_int_eq(h_proc_stop(&dproc, SIGTERM, 10000), 0);
@@ -312,6 +399,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, restart_keeps_the_node_id);
     tcase_add_test(tc, nats_restart_registers_again);
     tcase_add_test(tc, panel_started_later);
+    tcase_add_test(tc, site_created_through_the_panel_runs);
     tcase_add_test(tc, sigterm_exits_cleanly);
     suite_add_tcase(s, tc);
     return s;
