@@ -22,14 +22,15 @@ OBJ      := $(B)/obj/$(VARIANT)
 GEN      := $(B)/gen
 
 PKGS     := libnats libprotobuf-c jansson libsodium libcurl openssl \
-            libwebsockets libpq
+            libwebsockets libpq libssh
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 
 CFLAGS   := -std=c17 -Wall -Wextra -Werror -O2 -g -D_GNU_SOURCE \
             -I. -I$(GEN) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
-LDFLAGS  := $(EXTRA_LDFLAGS)
+# Each binary links only the libraries it uses.
+LDFLAGS  := -Wl,--as-needed $(EXTRA_LDFLAGS)
 ifdef SANITIZE
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=address,undefined
@@ -41,7 +42,7 @@ DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
             protobuf-c-compiler libprotobuf-c-dev libnats-dev nats-server \
             libjansson-dev libsodium-dev libcurl4-openssl-dev libssl-dev \
             libwebsockets-dev libpq-dev postgresql wrk busybox-static check curl \
-            haproxy pebble \
+            haproxy pebble libssh-dev openssh-client \
             ca-certificates
 
 # ---------------------------------------------------------------- sources
