@@ -53,7 +53,8 @@ typedef struct site {
     int64_t start_wall_ns;  /* when the daemon last started it: a "die"
                                from before belongs to an earlier run */
     bool publishing;        /* a thread is draining the queue */
-    bool deleting;          /* a delete runs: its destroy is expected */
+    bool deleting;          /* a delete or re-create runs: the container's
+                               destroy is expected */
     bool removed;           /* no longer in the table */
 
     /* Status changes not yet published, oldest first (mu). */

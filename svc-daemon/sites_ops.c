@@ -359,18 +359,19 @@ int site_op_create(daemon_sites *s, site *st, const site_spec *spec,
             /* A new spec replaces the container; the data stays. */
             pthread_mutex_lock(&s->mu);
             snprintf(st->container, sizeof(st->container), "%s", ds.id);
+            st->deleting = true; /* its "destroy" is expected */
             pthread_mutex_unlock(&s->mu);
-            if (ds.running) {
+            if (ds.running)
                 rc = site_op_stop(s, st, false, op);
-                if (rc != 0)
-                    goto out;
-            }
-            rc = remove_container(s, ds.id, op);
+            if (rc == 0)
+                rc = remove_container(s, ds.id, op);
+            pthread_mutex_lock(&s->mu);
+            st->deleting = false;
+            if (rc == 0)
+                st->container[0] = '\0';
+            pthread_mutex_unlock(&s->mu);
             if (rc != 0)
                 goto out;
-            pthread_mutex_lock(&s->mu);
-            st->container[0] = '\0';
-            pthread_mutex_unlock(&s->mu);
         }
         rc = create_container(s, copy, command_id, id, op);
         if (rc != 0)
