@@ -965,9 +965,9 @@ END_TEST
 
 START_TEST(reconcile_creates_what_the_panel_wants)
 {
-    char site[ID_UUID_LEN + 1];
+    char site[ID_UUID_LEN + 1], before[100];
     Berth__V1__SiteSpec *spec;
-    int from = nstatuses;
+    int from = nstatuses, i;
 
     spec = spec_new(&(site_def){.argv = {"sleep", "3600", NULL}}, site);
     spec->should_run = 1;
@@ -976,6 +976,20 @@ START_TEST(reconcile_creates_what_the_panel_wants)
     pthread_mutex_unlock(&mu);
     wait_state(site, BERTH__V1__SITE_STATE__SITE_STATE_MISSING, &from, WAIT_MS);
     wait_state(site, BERTH__V1__SITE_STATE__SITE_STATE_RUNNING, &from, WAIT_MS);
+    ck_assert_str_eq(inspect(site, "{{.State.Running}}"), "true");
+    snprintf(before, sizeof(before), "%s", inspect(site, "{{.Id}}"));
+    /* A changed spec re-creates the container (the data stays). */
+    pthread_mutex_lock(&mu);
+    free(spec->command[1]);
+    spec->command[1] = strdup("7200");
+    pthread_mutex_unlock(&mu);
+    for (i = 0; i < 200; i++) {
+        if (strcmp(inspect(site, "{{.Id}}"), before) != 0 &&
+            strcmp(inspect(site, "{{.State.Running}}"), "true") == 0)
+            break;
+        clock_sleep_ms(100);
+    }
+    ck_assert_str_eq(inspect(site, "{{json .Config.Cmd}}"), "[\"sleep\",\"7200\"]");
     ck_assert_str_eq(inspect(site, "{{.State.Running}}"), "true");
     /* The panel now wants it stopped. */
     pthread_mutex_lock(&mu);
