@@ -17,10 +17,11 @@
 #include <signal.h>
 #include <time.h>
 
+#include "tests/harness/docker.h"
 #include "tests/harness/harness.h"
 #include "tests/harness/unit.h"
 
-#define TEST_IMAGE "berth-test-busybox:1"
+#define TEST_IMAGE H_TEST_IMAGE
 #define WAIT_MS    60000
 
 static char node_id[64]; /* berth.node of every container this run makes */
@@ -28,31 +29,12 @@ static char node_label[96];
 
 /* ---------------------------------------------------------------- fixture */
 
-static void repo_path(char *dst, size_t size, const char *rel)
-{
-    const char *bin = h_bin("x");
-    const char *cut = strstr(bin, "build/bin/x");
-    int n = cut != NULL ? (int)(cut - bin) : 0;
-
-    snprintf(dst, size, "%.*s%s", n, bin, rel);
-}
-
 static void suite_setup(void)
 {
-    char script[PATH_MAX];
-    char *argv[] = {"sh", script, TEST_IMAGE, NULL};
-    buf out;
-    int rc;
-
     snprintf(node_id, sizeof(node_id), "test-%ld-%d", (long)time(NULL),
              (int)getpid());
     snprintf(node_label, sizeof(node_label), "berth.node=%s", node_id);
-    repo_path(script, sizeof(script), "tests/harness/image.sh");
-    buf_init(&out, 64 * 1024);
-    rc = h_run(argv, NULL, 0, &out, 300000);
-    if (rc != 0)
-        h_say("image.sh failed (%d): %s", rc, out.data ? out.data : "");
-    buf_free(&out);
+    h_image_build();
 }
 
 static void suite_teardown(void)

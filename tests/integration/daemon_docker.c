@@ -18,10 +18,11 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "tests/harness/docker.h"
 #include "tests/harness/harness.h"
 #include "tests/harness/unit.h"
 
-#define TEST_IMAGE "berth-test-busybox:1"
+#define TEST_IMAGE H_TEST_IMAGE
 
 static char node_id[64];  /* berth.node of every container this run makes */
 static char node_label[96];
@@ -35,31 +36,12 @@ static daemon_docker *client(void)
 }
 
 /* The repository root, from where h_bin() found build/bin. */
-static void repo_path(char *dst, size_t size, const char *rel)
-{
-    const char *bin = h_bin("x");
-    const char *cut = strstr(bin, "build/bin/x");
-    int n = cut != NULL ? (int)(cut - bin) : 0;
-
-    snprintf(dst, size, "%.*s%s", n, bin, rel);
-}
-
 static void suite_setup(void)
 {
-    char script[PATH_MAX];
-    char *argv[] = {"sh", script, TEST_IMAGE, NULL};
-    buf out;
-    int rc;
-
     snprintf(node_id, sizeof(node_id), "test-%ld-%d", (long)time(NULL),
              (int)getpid());
     snprintf(node_label, sizeof(node_label), "berth.node=%s", node_id);
-    repo_path(script, sizeof(script), "tests/harness/image.sh");
-    buf_init(&out, 64 * 1024);
-    rc = h_run(argv, NULL, 0, &out, 300000);
-    if (rc != 0)
-        h_say("image.sh failed (%d): %s", rc, out.data ? out.data : "");
-    buf_free(&out);
+    h_image_build();
 }
 
 /* Removes every container this run labelled, whatever the tests left. */

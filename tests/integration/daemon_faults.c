@@ -26,10 +26,11 @@
 #include "common/id.h"
 #include "node.pb-c.h"
 #include "site.pb-c.h"
+#include "tests/harness/docker.h"
 #include "tests/harness/harness.h"
 #include "tests/harness/unit.h"
 
-#define TEST_IMAGE  "berth-test-busybox:1"
+#define TEST_IMAGE  H_TEST_IMAGE
 #define DOCKER_SOCK "/var/run/docker.sock"
 #define MAX_CONNS   256
 
@@ -187,16 +188,6 @@ static char last_result[ID_UUID_LEN + 1];
 static int last_ok;
 static unsigned seen_states; /* bit per SiteState seen since the reset */
 
-static int on_register(bus_msg *m, void *ud)
-{
-    Berth__V1__NodeRegistered r = BERTH__V1__NODE_REGISTERED__INIT;
-
-    (void)ud;
-    r.node_id = ((Berth__V1__NodeRegister *)(void *)m->msg)->node_id;
-    r.heartbeat_interval_ms = 1000;
-    return bus_reply(m, &r.base);
-}
-
 static int on_sync(bus_msg *m, void *ud)
 {
     (void)m, (void)ud;
@@ -301,11 +292,8 @@ static void start_daemon(void)
 
 START_TEST(docker_away_and_back)
 {
-    char script[PATH_MAX], idfile[1200], subject[160], cid[ID_UUID_LEN + 1];
+    char idfile[1200], subject[160], cid[ID_UUID_LEN + 1];
     char site[ID_UUID_LEN + 1], name[128];
-    char *argv[] = {"sh", script, TEST_IMAGE, NULL};
-    const char *bin = h_bin("x");
-    const char *cut = strstr(bin, "build/bin/x");
     Berth__V1__SiteCreate c = BERTH__V1__SITE_CREATE__INIT;
     Berth__V1__SiteSpec spec = BERTH__V1__SITE_SPEC__INIT;
     char *cmd[] = {"sleep", "3600"};
@@ -314,12 +302,7 @@ START_TEST(docker_away_and_back)
     pthread_t rt;
     buf out;
 
-    snprintf(script, sizeof(script), "%.*stests/harness/image.sh",
-             cut != NULL ? (int)(cut - bin) : 0, bin);
-    buf_init(&out, 64 * 1024);
-    ck_assert_int_eq(h_run(argv, NULL, 0, &out, 300000), 0);
-    buf_free(&out);
-
+    ck_assert_int_eq(h_image_build(), 0);
     tmp = h_tempdir("daemon-faults");
     snprintf(data_dir, sizeof(data_dir), "%s/data", tmp);
     snprintf(log_path, sizeof(log_path), "%s/daemon.log", tmp);
@@ -333,8 +316,7 @@ START_TEST(docker_away_and_back)
     ck_assert_int_eq(h_nats_start(&nats), 0);
     b = h_bus_open(nats.url, "berth-panel");
     ck_assert_int_eq(bus_js_setup(b), 0);
-    ck_assert_int_eq(bus_serve(b, "register", "node.register.*", on_register, NULL), 0);
-    ck_assert_int_eq(bus_serve(b, "sync", "node.sync.*", on_sync, NULL), 0);
+    ck_assert_int_eq(h_fake_panel(b, on_sync, NULL), 0);
     start_daemon();
     snprintf(idfile, sizeof(idfile), "%s/node.id", data_dir);
     ck_assert_int_eq(fs_read_file(idfile, 100, &text, &len), 0);

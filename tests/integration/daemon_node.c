@@ -21,6 +21,7 @@
 #include "common/clock.h"
 #include "common/fs.h"
 #include "common/id.h"
+#include "tests/harness/docker.h"
 #include "tests/harness/panel.h"
 #include "tests/harness/unit.h"
 
@@ -323,18 +324,11 @@ static int wait_site_state(const char *id, const char *want, int timeout_ms)
  * container on this daemon, and its states come back to the panel. */
 START_TEST(site_created_through_the_panel_runs)
 {
-    char body[512], id[64], path[160], script[1200];
-    char *argv[] = {"sh", script, "berth-test-busybox:1", NULL};
-    const char *bin = h_bin("x");
-    const char *cut = strstr(bin, "build/bin/x");
+    char body[512], id[64], path[160];
     h_resp r;
     buf out;
 
-    snprintf(script, sizeof(script), "%.*stests/harness/image.sh",
-             cut != NULL ? (int)(cut - bin) : 0, bin);
-    buf_init(&out, 64 * 1024);
-    ck_assert_int_eq(h_run(argv, NULL, 0, &out, 300000), 0);
-    buf_free(&out);
+    ck_assert_int_eq(h_image_build(), 0);
     snprintf(body, sizeof(body),
              "{\"name\":\"e2e\",\"image\":\"berth-test-busybox:1\","
              "\"node\":\"%s\",\"command\":[\"sleep\",\"3600\"],"

@@ -32,10 +32,11 @@
 #include "console.pb-c.h"
 #include "node.pb-c.h"
 #include "site.pb-c.h"
+#include "tests/harness/docker.h"
 #include "tests/harness/harness.h"
 #include "tests/harness/unit.h"
 
-#define TEST_IMAGE "berth-test-busybox:1"
+#define TEST_IMAGE H_TEST_IMAGE
 #define WAIT_MS    20000
 #define MAX_SEEN   4096
 
@@ -152,16 +153,6 @@ static int on_stats(bus_msg *m, void *ud)
     }
     pthread_mutex_unlock(&mu);
     return 0;
-}
-
-static int on_register(bus_msg *m, void *ud)
-{
-    Berth__V1__NodeRegistered r = BERTH__V1__NODE_REGISTERED__INIT;
-
-    (void)ud;
-    r.node_id = ((Berth__V1__NodeRegister *)(void *)m->msg)->node_id;
-    r.heartbeat_interval_ms = 1000;
-    return bus_reply(m, &r.base);
 }
 
 static int on_sync(bus_msg *m, void *ud)
@@ -461,27 +452,18 @@ static void start_daemon(void)
 
 static void suite_setup(void)
 {
-    char script[PATH_MAX], idfile[1200], subject[160];
-    char *argv[] = {"sh", script, TEST_IMAGE, NULL};
-    const char *bin = h_bin("x");
-    const char *cut = strstr(bin, "build/bin/x");
+    char idfile[1200], subject[160];
     char *text = NULL;
     size_t len = 0;
-    buf out;
 
-    snprintf(script, sizeof(script), "%.*stests/harness/image.sh",
-             cut != NULL ? (int)(cut - bin) : 0, bin);
-    buf_init(&out, 64 * 1024);
-    ck_assert_int_eq(h_run(argv, NULL, 0, &out, 300000), 0);
-    buf_free(&out);
+    ck_assert_int_eq(h_image_build(), 0);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     buf_init(&console_text, 16u << 20);
 
     ck_assert_int_eq(h_nats_start(&nats), 0);
     b = h_bus_open(nats.url, "berth-panel");
     ck_assert_int_eq(bus_js_setup(b), 0);
-    ck_assert_int_eq(bus_serve(b, "register", "node.register.*", on_register, NULL), 0);
-    ck_assert_int_eq(bus_serve(b, "sync", "node.sync.*", on_sync, NULL), 0);
+    ck_assert_int_eq(h_fake_panel(b, on_sync, NULL), 0);
 
     tmp = h_tempdir("daemon-sites");
     snprintf(data_dir, sizeof(data_dir), "%s/data", tmp);
@@ -505,9 +487,7 @@ static void suite_setup(void)
 
 static void suite_teardown(void)
 {
-    char filter[200], cmd[400];
-    char *argv[] = {"sh", "-c", cmd, NULL};
-    buf out;
+    char label[160];
 
     if (dproc.pid > 0) {
         int st = h_proc_stop(&dproc, SIGTERM, 15000);
@@ -515,12 +495,8 @@ static void suite_teardown(void)
             h_log_tail(log_path, 4000);
         h_proc_free(&dproc);
     }
-    snprintf(filter, sizeof(filter), "label=berth.node=%s", node_id);
-    snprintf(cmd, sizeof(cmd), "docker ps -aq --filter %s | xargs -r docker rm -f",
-             filter);
-    buf_init(&out, 64 * 1024);
-    h_run(argv, NULL, 0, &out, 60000);
-    buf_free(&out);
+    snprintf(label, sizeof(label), "berth.node=%s", node_id);
+    h_docker_rm_labelled(label);
     bus_close(b);
     h_nats_stop(&nats);
     h_tempdir_drop(tmp, "daemon-sites");
