@@ -24,7 +24,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -32,6 +31,7 @@
 #include "common/log.h"
 #include "console.pb-c.h"
 #include "svc-daemon/docker.h"
+#include "svc-daemon/hijack.h"
 
 #define CON_STDOUT BERTH__V1__CONSOLE_STREAM__CONSOLE_STREAM_STDOUT
 #define CON_STDERR BERTH__V1__CONSOLE_STREAM__CONSOLE_STREAM_STDERR
@@ -39,11 +39,8 @@
 
 #define CON_ID_MAX          129  /* a subject token (bus_token_valid) + NUL */
 #define CON_SUBJECT_MAX     320
-#define CON_HDR_MAX         8192 /* Docker's reply header to the attach */
-#define CON_DIAL_TIMEOUT_MS 5000
 #define CON_DRAIN_MS        2000 /* attach waits for an ending stream */
 #define CON_READ_MAX        (64u * 1024) /* per connection per turn */
-#define CON_FRAME_MAX       (16u * 1024 * 1024) /* larger: not Docker's */
 #define CON_RETRY_MS        15   /* publishing again after a hold-back */
 #define CON_BUDGET          256  /* chunks per turn before reading again */
 #define CON_EVENTS          64
@@ -89,15 +86,6 @@ typedef struct con_backlog {
     size_t runs_len;
 } con_backlog;
 
-/* The state of Docker's multiplexed stream between two reads. */
-typedef struct con_demux {
-    unsigned char hdr[8];
-    size_t have;   /* header bytes collected */
-    uint32_t left; /* payload bytes of the current frame still to come */
-    int stream;    /* of the current frame */
-    bool raw;      /* a TTY, or a stream that was not multiplexed */
-} con_demux;
-
 typedef struct con_site con_site;
 
 /* One attach connection. Freed by the console thread only. */
@@ -105,7 +93,7 @@ typedef struct con_conn {
     int fd;
     bool registered; /* in the epoll set */
     bool want_out;   /* EPOLLOUT armed: input waits for the container */
-    con_demux dm;
+    daemon_demux dm;
     con_site *site; /* NULL once ended or replaced: the thread closes it */
     struct con_conn *next;
 } con_conn;
@@ -409,252 +397,27 @@ static size_t con_backlog_take(con_backlog *b, size_t max, char *dst,
     return n;
 }
 
-/* ------------------------------------------------------------ frames */
-
-typedef void (*con_emit_fn)(void *arg, int stream, const char *p, size_t n);
-
-/* Feeds n bytes of an attach stream through d, calling emit for every
- * piece of payload with its stream; a frame is passed on as it arrives and
- * never held whole, so any split of the input gives the same bytes. Docker's
- * frame header is 8 bytes: the stream (0 stdin, 1 stdout, 2 stderr, 3
- * Docker's own errors), three zero bytes and the big-endian payload size.
- * Returns 0, or BERTH_EPROTO once when a header is not Docker's: the stream
- * is then passed on raw, as stdout, from that header on. */
-static int con_demux_feed(con_demux *d, const char *p, size_t n,
-                          con_emit_fn emit, void *arg)
-{
-    int rc = 0;
-
-    while (n > 0) {
-        size_t k;
-        uint32_t size;
-
-        if (d->raw) {
-            emit(arg, CON_STDOUT, p, n);
-            break;
-        }
-        if (d->left > 0) {
-            k = n < d->left ? n : d->left;
-            emit(arg, d->stream, p, k);
-            d->left -= (uint32_t)k;
-            p += k;
-            n -= k;
-            continue;
-        }
-        k = sizeof(d->hdr) - d->have < n ? sizeof(d->hdr) - d->have : n;
-        memcpy(d->hdr + d->have, p, k);
-        d->have += k;
-        p += k;
-        n -= k;
-        if (d->have < sizeof(d->hdr))
-            break;
-        d->have = 0;
-        size = (uint32_t)d->hdr[4] << 24 | (uint32_t)d->hdr[5] << 16 |
-               (uint32_t)d->hdr[6] << 8 | (uint32_t)d->hdr[7];
-        if (d->hdr[0] > 3 || d->hdr[1] != 0 || d->hdr[2] != 0 ||
-            d->hdr[3] != 0 || size > CON_FRAME_MAX) {
-            d->raw = true;
-            emit(arg, CON_STDOUT, (const char *)d->hdr, sizeof(d->hdr));
-            rc = BERTH_EPROTO;
-            continue;
-        }
-        d->stream = d->hdr[0] >= 2 ? CON_STDERR : CON_STDOUT;
-        d->left = size;
-    }
-    return rc;
-}
-
 /* ------------------------------------------------------------ attach */
 
-/* Returns the status code of an HTTP/1.x status line, or -1. */
-static int con_http_status(const char *p, size_t n)
-{
-    int i, st = 0;
+/* Docker's stream numbers are the console's stream values. */
+_Static_assert(CON_STDOUT == DAEMON_DEMUX_STDOUT &&
+                   CON_STDERR == DAEMON_DEMUX_STDERR,
+               "console streams are Docker's");
 
-    if (n < 12 || memcmp(p, "HTTP/1.", 7) != 0 ||
-        (p[7] != '0' && p[7] != '1') || p[8] != ' ')
-        return -1;
-    for (i = 9; i < 12; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        st = st * 10 + (p[i] - '0');
-    }
-    if (n > 12 && p[12] != ' ' && p[12] != '\r')
-        return -1;
-    return st;
-}
-
-/* Container ids and names go into the request path as they are, so only
- * the characters Docker allows in names are accepted. */
-static bool con_valid_ref(const char *ref)
-{
-    size_t i;
-
-    if (ref == NULL || ref[0] == '\0' || strlen(ref) >= DAEMON_DOCKER_NAME_MAX)
-        return false;
-    for (i = 0; ref[i] != '\0'; i++) {
-        char ch = ref[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-              (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '-'))
-            return false;
-    }
-    return true;
-}
-
-/* Waits until fd is ready for events or deadline (monotonic ms) passes.
- * Returns 0 or BERTH_ETIMEDOUT / BERTH_EIO. */
-static int con_wait_fd(int fd, short events, int64_t deadline)
-{
-    struct pollfd pfd = {.fd = fd, .events = events};
-    int n;
-
-    for (;;) {
-        int64_t left = deadline - clock_mono_ms();
-        if (left <= 0)
-            return BERTH_ETIMEDOUT;
-        n = poll(&pfd, 1, (int)left);
-        if (n > 0)
-            return 0;
-        if (n == 0)
-            return BERTH_ETIMEDOUT;
-        if (errno != EINTR)
-            return BERTH_EIO;
-    }
-}
-
-/* Connects to Docker's socket and attaches to container. Returns 0 with the
- * connection in *fd (non-blocking, close-on-exec) and the stream bytes that
- * came with Docker's reply header in early (*nearly of them, at most
- * CON_HDR_MAX), or a berth code with a sentence in why. */
+/* Connects to Docker's socket and attaches to container (hijack.h). The
+ * path is unversioned: Docker then speaks its own version, and attach has
+ * not changed since long before 1.40. */
 static int con_dial(const char *sock_path, const char *container, int *fd,
                     char *early, size_t *nearly, char *why, size_t whylen)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int64_t deadline = clock_mono_ms() + CON_DIAL_TIMEOUT_MS;
-    char req[512], hdr[CON_HDR_MAX];
-    size_t reqlen, sent = 0, got = 0;
-    const char *end = NULL;
-    int s = -1, st, rc;
+    char path[256];
 
-    *fd = -1;
-    *nearly = 0;
-    why[0] = '\0';
-    if (strlen(sock_path) >= sizeof(sa.sun_path)) {
-        snprintf(why, whylen, "socket path too long");
-        rc = BERTH_EINVAL;
-        goto out;
-    }
-    memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
-    s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (s < 0) {
-        rc = berth_err_from_errno(errno);
-        snprintf(why, whylen, "socket: %s", strerror(errno));
-        goto out;
-    }
-    if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        int e = errno;
-        snprintf(why, whylen, "engine unavailable at %s: %s", sock_path,
-                 strerror(e));
-        rc = e == ENOENT || e == ECONNREFUSED || e == EAGAIN || e == ENOTDIR
-                 ? BERTH_EUNAVAIL
-                 : berth_err_from_errno(e);
-        goto out;
-    }
-    reqlen = (size_t)snprintf(
-        req, sizeof(req),
-        "POST /containers/%s/attach?stream=1&stdin=1&stdout=1&stderr=1 "
-        "HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
-        "Content-Length: 0\r\n\r\n",
-        container);
-    while (sent < reqlen) {
-        ssize_t n = send(s, req + sent, reqlen - sent, MSG_NOSIGNAL);
-        if (n > 0) {
-            sent += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            rc = con_wait_fd(s, POLLOUT, deadline);
-            if (rc == 0)
-                continue;
-            snprintf(why, whylen, "sending the attach request: %s",
-                     berth_strerror(rc));
-            goto out;
-        }
-        snprintf(why, whylen, "sending the attach request: %s",
-                 strerror(errno));
-        rc = BERTH_EUNAVAIL;
-        goto out;
-    }
-    while (end == NULL) {
-        ssize_t n;
-
-        if (got == sizeof(hdr)) {
-            snprintf(why, whylen, "reply header larger than %d bytes",
-                     CON_HDR_MAX);
-            rc = BERTH_EPROTO;
-            goto out;
-        }
-        n = recv(s, hdr + got, sizeof(hdr) - got, 0);
-        if (n > 0) {
-            size_t from = got > 3 ? got - 3 : 0;
-            got += (size_t)n;
-            end = memmem(hdr + from, got - from, "\r\n\r\n", 4);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            rc = con_wait_fd(s, POLLIN, deadline);
-            if (rc == 0)
-                continue;
-            snprintf(why, whylen, "waiting for the attach reply: %s",
-                     berth_strerror(rc));
-            goto out;
-        }
-        snprintf(why, whylen, "connection closed before the reply header");
-        rc = BERTH_EUNAVAIL;
-        goto out;
-    }
-    end += 4;
-    st = con_http_status(hdr, (size_t)(end - hdr));
-    if (st == 101 || st == 200) {
-        *nearly = got - (size_t)(end - hdr);
-        memcpy(early, end, *nearly);
-        *fd = s;
-        s = -1;
-        rc = 0;
-        goto out;
-    }
-    {
-        /* Docker's error body, as much as came with the header. */
-        char msg[256];
-        size_t i, n = got - (size_t)(end - hdr);
-
-        if (n >= sizeof(msg))
-            n = sizeof(msg) - 1;
-        for (i = 0; i < n; i++)
-            msg[i] = end[i] >= ' ' && end[i] < 0x7f ? end[i] : ' ';
-        while (n > 0 && msg[n - 1] == ' ')
-            n--;
-        msg[n] = '\0';
-        snprintf(why, whylen, "attach answered %d %s", st, msg);
-    }
-    if (st == 404)
-        rc = BERTH_ENOENT;
-    else if (st == 409)
-        rc = BERTH_ECONFLICT;
-    else if (st == 400)
-        rc = BERTH_EINVAL;
-    else if (st >= 500)
-        rc = BERTH_EIO;
-    else
-        rc = BERTH_EPROTO;
-out:
-    if (s >= 0)
-        close(s);
-    return rc;
+    snprintf(path, sizeof(path),
+             "/containers/%s/attach?stream=1&stdin=1&stdout=1&stderr=1",
+             container);
+    return daemon_hijack_dial(
+        &(daemon_hijack_req){.sock_path = sock_path, .path = path}, fd, early,
+        nearly, why, whylen);
 }
 
 /* ------------------------------------------------------------ sites */
@@ -763,7 +526,7 @@ static void con_emit(void *arg, int stream, const char *p, size_t n)
  * backlog. Under mu; k->site is not NULL. */
 static void con_conn_feed(con_conn *k, const char *p, size_t n)
 {
-    if (con_demux_feed(&k->dm, p, n, con_emit, k->site) != 0)
+    if (daemon_demux_feed(&k->dm, p, n, con_emit, k->site) != 0)
         log_warn("console stream is not multiplexed; passing it on raw",
                  "site=%s container=%s", k->site->id, k->site->container);
 }
@@ -1298,7 +1061,7 @@ void daemon_console_free(daemon_console *c)
 int daemon_console_attach(daemon_console *c, const char *site,
                           const char *container, bool tty)
 {
-    char early[CON_HDR_MAX], why[512];
+    char early[DAEMON_HIJACK_HDR_MAX], why[512];
     size_t nearly = 0;
     con_conn *k = NULL;
     int64_t deadline = clock_mono_ms() + CON_DRAIN_MS;
@@ -1307,7 +1070,7 @@ int daemon_console_attach(daemon_console *c, const char *site,
     int fd = -1;
     int rc;
 
-    if (!bus_token_valid(site) || !con_valid_ref(container))
+    if (!bus_token_valid(site) || !daemon_hijack_valid_ref(container))
         return BERTH_EINVAL;
     /* Already attached: nothing to do, unless that stream is the end of
      * the container's previous run (a restart right after an exit). Its

@@ -12,6 +12,7 @@
  */
 #include "svc-daemon/docker.c"
 #include "svc-daemon/console.c"
+#include "svc-daemon/hijack.c"
 
 #include <limits.h>
 #include <signal.h>

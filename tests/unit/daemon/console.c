@@ -1,196 +1,12 @@
 /* console.c - tests of the console's pure parts (svc-daemon/console.c):
- * Docker's frame parser under every split of its input, the byte queues
- * and the replay ring against a simple model, backlog drop accounting,
- * chunk taking with its drop notice, and the attach reply's status line.
+ * the byte queues and the replay ring against a simple model, backlog drop
+ * accounting, chunk taking with its drop notice. Docker's frame parser and
+ * the attach's reply are tested with hijack.c (tests/unit/daemon/hijack.c).
  */
 #include "svc-daemon/console.c"
+#include "svc-daemon/hijack.c"
 
 #include "tests/harness/unit.h"
-
-/* ---------------------------------------------------------------- helpers */
-
-/* What a demultiplexer emitted: bytes with the stream of each, adjacent
- * pieces of one stream merged, so any split of the input compares equal. */
-typedef struct transcript {
-    char data[8192];
-    int stream[8192];
-    size_t len;
-    int pieces;
-} transcript;
-
-static void on_emit(void *arg, int stream, const char *p, size_t n)
-{
-    transcript *t = arg;
-    size_t i;
-
-    ck_assert_uint_gt(n, 0);
-    ck_assert_uint_le(t->len + n, sizeof(t->data));
-    for (i = 0; i < n; i++) {
-        t->data[t->len] = p[i];
-        t->stream[t->len] = stream;
-        t->len++;
-    }
-    t->pieces++;
-}
-
-static void frame(char *dst, size_t *len, int stream, const char *p, size_t n)
-{
-    unsigned char *h = (unsigned char *)dst + *len;
-
-    h[0] = (unsigned char)stream;
-    h[1] = h[2] = h[3] = 0;
-    h[4] = (unsigned char)(n >> 24);
-    h[5] = (unsigned char)(n >> 16);
-    h[6] = (unsigned char)(n >> 8);
-    h[7] = (unsigned char)n;
-    memcpy(dst + *len + 8, p, n);
-    *len += 8 + n;
-}
-
-/* A multi-frame stream: every stream type, an empty frame, a long one. */
-static size_t sample(char *dst, transcript *want, size_t longlen)
-{
-    char big[2048];
-    size_t len = 0, i;
-
-    for (i = 0; i < longlen; i++)
-        big[i] = (char)('a' + i % 26);
-    frame(dst, &len, 1, "hello\n", 6);
-    frame(dst, &len, 2, "oops", 4);
-    frame(dst, &len, 1, "", 0);
-    frame(dst, &len, 1, big, longlen);
-    frame(dst, &len, 1, "!\n", 2);
-    frame(dst, &len, 2, "x", 1);
-    frame(dst, &len, 0, "in", 2);
-    frame(dst, &len, 3, "err", 3);
-
-    memset(want, 0, sizeof(*want));
-    on_emit(want, CON_STDOUT, "hello\n", 6);
-    on_emit(want, CON_STDERR, "oops", 4);
-    on_emit(want, CON_STDOUT, big, longlen);
-    on_emit(want, CON_STDOUT, "!\n", 2);
-    on_emit(want, CON_STDERR, "x", 1);
-    on_emit(want, CON_STDOUT, "in", 2);
-    on_emit(want, CON_STDERR, "err", 3);
-    return len;
-}
-
-static void same(const transcript *a, const transcript *b)
-{
-    ck_assert_uint_eq(a->len, b->len);
-    ck_assert_int_eq(memcmp(a->data, b->data, a->len), 0);
-    ck_assert_int_eq(memcmp(a->stream, b->stream, a->len * sizeof(int)), 0);
-}
-
-/* ---------------------------------------------------------------- frames */
-
-START_TEST(demux_every_split)
-{
-    static char in[4096];
-    static transcript want, got;
-    size_t len = sample(in, &want, 1000), i;
-
-    for (i = 0; i <= len; i++) {
-        con_demux d = {0};
-
-        memset(&got, 0, sizeof(got));
-        ck_assert_int_eq(con_demux_feed(&d, in, i, on_emit, &got), 0);
-        ck_assert_int_eq(con_demux_feed(&d, in + i, len - i, on_emit, &got),
-                         0);
-        same(&got, &want);
-        ck_assert_uint_eq(d.have, 0);
-        ck_assert_uint_eq(d.left, 0);
-    }
-}
-END_TEST
-
-START_TEST(demux_every_two_splits)
-{
-    static char in[4096];
-    static transcript want, got;
-    size_t len = sample(in, &want, 40), i, j;
-
-    for (i = 0; i <= len; i++) {
-        for (j = i; j <= len; j++) {
-            con_demux d = {0};
-
-            memset(&got, 0, sizeof(got));
-            con_demux_feed(&d, in, i, on_emit, &got);
-            con_demux_feed(&d, in + i, j - i, on_emit, &got);
-            con_demux_feed(&d, in + j, len - j, on_emit, &got);
-            same(&got, &want);
-        }
-    }
-}
-END_TEST
-
-START_TEST(demux_byte_by_byte)
-{
-    static char in[4096];
-    static transcript want, got;
-    size_t len = sample(in, &want, 1500), i;
-    con_demux d = {0};
-
-    memset(&got, 0, sizeof(got));
-    for (i = 0; i < len; i++)
-        ck_assert_int_eq(con_demux_feed(&d, in + i, 1, on_emit, &got), 0);
-    same(&got, &want);
-    /* One piece per payload byte: nothing is held back to be whole. */
-    ck_assert_int_eq(got.pieces, (int)want.len);
-}
-END_TEST
-
-/* A stream that is not multiplexed (a TTY container attached as if it were
- * not) passes through raw from the first bad header on. */
-START_TEST(demux_not_multiplexed)
-{
-    static transcript got;
-    const char *text = "plain text from a terminal\r\n";
-    con_demux d = {0};
-
-    memset(&got, 0, sizeof(got));
-    ck_assert_int_eq(con_demux_feed(&d, text, 3, on_emit, &got), 0);
-    ck_assert_int_eq(con_demux_feed(&d, text + 3, strlen(text) - 3, on_emit,
-                                    &got),
-                     BERTH_EPROTO);
-    ck_assert(d.raw);
-    ck_assert_uint_eq(got.len, strlen(text));
-    ck_assert_int_eq(memcmp(got.data, text, got.len), 0);
-    ck_assert_int_eq(got.stream[0], CON_STDOUT);
-    ck_assert_int_eq(con_demux_feed(&d, "more", 4, on_emit, &got), 0);
-    ck_assert_uint_eq(got.len, strlen(text) + 4);
-
-    /* A frame claiming more than CON_FRAME_MAX is not Docker's either. */
-    {
-        char in[32];
-        size_t len = 0;
-        con_demux d2 = {0};
-
-        frame(in, &len, 1, "ok", 2);
-        in[len] = 1;
-        in[len + 1] = in[len + 2] = in[len + 3] = 0;
-        in[len + 4] = 0x7f;
-        in[len + 5] = in[len + 6] = in[len + 7] = 0;
-        memset(&got, 0, sizeof(got));
-        ck_assert_int_eq(con_demux_feed(&d2, in, len + 8, on_emit, &got),
-                         BERTH_EPROTO);
-        ck_assert_uint_eq(got.len, 2 + 8);
-    }
-}
-END_TEST
-
-START_TEST(demux_tty_raw)
-{
-    static transcript got;
-    con_demux d = {.raw = true};
-    char in[3] = {1, 0, 0};
-
-    memset(&got, 0, sizeof(got));
-    ck_assert_int_eq(con_demux_feed(&d, in, sizeof(in), on_emit, &got), 0);
-    ck_assert_uint_eq(got.len, 3);
-    ck_assert_int_eq(got.stream[0], CON_STDOUT);
-}
-END_TEST
 
 /* ---------------------------------------------------------------- ring */
 
@@ -485,59 +301,17 @@ START_TEST(take_with_notice)
 }
 END_TEST
 
-/* ---------------------------------------------------------------- attach */
-
-START_TEST(http_status_line)
-{
-    const char *ok = "HTTP/1.1 101 UPGRADED\r\n";
-
-    ck_assert_int_eq(con_http_status(ok, strlen(ok)), 101);
-    ck_assert_int_eq(con_http_status("HTTP/1.0 404 Not Found\r\n", 24), 404);
-    ck_assert_int_eq(con_http_status("HTTP/1.1 200\r\n", 14), 200);
-    ck_assert_int_eq(con_http_status("HTTP/2 200 OK\r\n\r\n", 17), -1);
-    ck_assert_int_eq(con_http_status("HTTP/1.1 20x OK\r\n", 17), -1);
-    ck_assert_int_eq(con_http_status("HTTP/1.1 2000 OK\r\n", 18), -1);
-    ck_assert_int_eq(con_http_status("HTTP/1.1 20", 11), -1);
-    ck_assert_int_eq(con_http_status("", 0), -1);
-}
-END_TEST
-
-START_TEST(container_refs)
-{
-    char longref[200];
-
-    ck_assert(con_valid_ref("berth-test_1.x"));
-    ck_assert(con_valid_ref(
-        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"));
-    ck_assert(!con_valid_ref(""));
-    ck_assert(!con_valid_ref(NULL));
-    ck_assert(!con_valid_ref("../x"));
-    ck_assert(!con_valid_ref("a b"));
-    ck_assert(!con_valid_ref("a?b=1"));
-    memset(longref, 'a', sizeof(longref) - 1);
-    longref[sizeof(longref) - 1] = '\0';
-    ck_assert(!con_valid_ref(longref));
-}
-END_TEST
-
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("daemon_console");
     TCase *tc = tcase_create("console");
 
-    tcase_add_test(tc, demux_every_split);
-    tcase_add_test(tc, demux_every_two_splits);
-    tcase_add_test(tc, demux_byte_by_byte);
-    tcase_add_test(tc, demux_not_multiplexed);
-    tcase_add_test(tc, demux_tty_raw);
     tcase_add_test(tc, ring_wrap_and_tail);
     tcase_add_test(tc, ring_model);
     tcase_add_test(tc, fifo_grow_wrapped);
     tcase_add_test(tc, backlog_drop_accounting);
     tcase_add_test(tc, backlog_model);
     tcase_add_test(tc, take_with_notice);
-    tcase_add_test(tc, http_status_line);
-    tcase_add_test(tc, container_refs);
     suite_add_tcase(s, tc);
     return s;
 }
