@@ -1179,3 +1179,114 @@ out:
     json_decref(j);
     return rc;
 }
+
+/* ---------------------------------------------------------------- exec */
+
+int daemon_docker_exec_create(daemon_docker *d, const char *ref,
+                              const daemon_docker_exec_spec *spec,
+                              char id[DAEMON_DOCKER_ID_MAX],
+                              daemon_docker_err *err)
+{
+    docker_req r = {.method = "POST"};
+    json_t *body = NULL, *reply = NULL, *arr = NULL;
+    const char *eid;
+    int rc;
+
+    id[0] = '\0';
+    if (!valid_ref(ref) || spec->cmd == NULL || spec->cmd[0] == NULL) {
+        err_set(err, 0, "docker: exec needs a container and a command");
+        return BERTH_EINVAL;
+    }
+    body = json_pack("{s:b, s:b, s:b, s:b}", "AttachStdin",
+                     (int)spec->attach_stdin, "AttachStdout", 1,
+                     "AttachStderr", 1, "Tty", (int)spec->tty);
+    if (body == NULL) {
+        rc = BERTH_ENOMEM;
+        goto out;
+    }
+    rc = str_array(spec->cmd, &arr);
+    if (rc != 0) {
+        err_set(err, 0, "docker: exec command is not UTF-8");
+        goto out;
+    }
+    json_object_set_new(body, "Cmd", arr);
+    rc = str_array(spec->env, &arr);
+    if (rc != 0) {
+        err_set(err, 0, "docker: exec environment is not UTF-8");
+        goto out;
+    }
+    json_object_set_new(body, "Env", arr);
+    if (spec->working_dir != NULL)
+        json_object_set_new(body, "WorkingDir",
+                            json_string(spec->working_dir));
+    if (spec->detach_keys != NULL)
+        json_object_set_new(body, "DetachKeys",
+                            json_string(spec->detach_keys));
+    r.body = body;
+    snprintf(r.path, sizeof(r.path), "/containers/%s/exec", ref);
+    rc = docker_call(d, &r, NULL, &reply, err);
+    if (rc != 0)
+        goto out;
+    eid = json_string_value(json_object_get(reply, "Id"));
+    if (eid == NULL || !valid_ref(eid) || strlen(eid) >= DAEMON_DOCKER_ID_MAX) {
+        err_set(err, 0, "docker: exec: no usable Id in the reply");
+        rc = BERTH_EPROTO;
+        goto out;
+    }
+    copy_str(id, DAEMON_DOCKER_ID_MAX, eid);
+out:
+    json_decref(body);
+    json_decref(reply);
+    return rc;
+}
+
+int daemon_docker_exec_inspect(daemon_docker *d, const char *id,
+                               daemon_docker_exec_state *st,
+                               daemon_docker_err *err)
+{
+    docker_req r = {.method = "GET"};
+    json_t *j = NULL, *code;
+    int rc;
+
+    memset(st, 0, sizeof(*st));
+    st->exit_code = -1;
+    if (!valid_ref(id)) {
+        err_set(err, 0, "docker: invalid exec id");
+        return BERTH_EINVAL;
+    }
+    snprintf(r.path, sizeof(r.path), "/exec/%s/json", id);
+    rc = docker_call(d, &r, NULL, &j, err);
+    if (rc != 0)
+        goto out;
+    if (!json_is_object(j)) {
+        err_set(err, 0, "docker: exec inspect: reply is not an object");
+        rc = BERTH_EPROTO;
+        goto out;
+    }
+    st->running = json_is_true(json_object_get(j, "Running"));
+    code = json_object_get(j, "ExitCode");
+    if (!st->running && json_is_integer(code))
+        st->exit_code = (int)json_integer_value(code);
+    st->pid = (int)json_integer_value(json_object_get(j, "Pid"));
+    copy_str(st->container_id, sizeof(st->container_id),
+             json_string_value(json_object_get(j, "ContainerID")));
+out:
+    json_decref(j);
+    return rc;
+}
+
+int daemon_docker_exec_resize(daemon_docker *d, const char *id,
+                              unsigned cols, unsigned rows,
+                              daemon_docker_err *err)
+{
+    docker_req r = {.method = "POST"};
+
+    if (!valid_ref(id) || cols == 0 || rows == 0 || cols > 65535 ||
+        rows > 65535) {
+        err_set(err, 0, "docker: invalid exec id or size");
+        return BERTH_EINVAL;
+    }
+    snprintf(r.path, sizeof(r.path), "/exec/%s/resize?h=%u&w=%u", id, rows,
+             cols);
+    return docker_call(d, &r, NULL, NULL, err);
+}

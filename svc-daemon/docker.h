@@ -270,4 +270,48 @@ int daemon_docker_container_stats(daemon_docker *d, const char *ref,
                                   daemon_docker_stats *out,
                                   daemon_docker_err *err);
 
+/* ---------------------------------------------------------------- exec
+ *
+ * A process started inside a running container (the shell sessions,
+ * exec.c). Created here, started by exec.c over an upgraded connection
+ * (hijack.h: POST /v<api>/exec/<id>/start), inspected and resized here.
+ */
+
+typedef struct daemon_docker_exec_spec {
+    const char *const *cmd;  /* argv, at least one; NULL-terminated */
+    const char *const *env;  /* "K=V", added to the container's; may be NULL */
+    const char *working_dir; /* NULL: the container's */
+    const char *detach_keys; /* NULL: Docker's default, ctrl-p,ctrl-q */
+    bool tty;                /* a terminal; else multiplexed stdout/stderr */
+    bool attach_stdin;       /* stdin from the start connection */
+} daemon_docker_exec_spec;
+
+/* POST /containers/<ref>/exec. id receives the exec's id. BERTH_ENOENT
+ * when there is no such container, BERTH_ECONFLICT when it is not running
+ * (or paused), BERTH_EINVAL for an empty cmd or strings that are not
+ * UTF-8. */
+int daemon_docker_exec_create(daemon_docker *d, const char *ref,
+                              const daemon_docker_exec_spec *spec,
+                              char id[DAEMON_DOCKER_ID_MAX],
+                              daemon_docker_err *err);
+
+typedef struct daemon_docker_exec_state {
+    bool running;
+    int exit_code; /* -1 while running or when Docker does not know */
+    int pid;       /* on the host; 0 before the start */
+    char container_id[DAEMON_DOCKER_ID_MAX];
+} daemon_docker_exec_state;
+
+/* GET /exec/<id>/json. BERTH_ENOENT when Docker forgot the exec (its
+ * container was removed). */
+int daemon_docker_exec_inspect(daemon_docker *d, const char *id,
+                               daemon_docker_exec_state *st,
+                               daemon_docker_err *err);
+
+/* POST /exec/<id>/resize?h=rows&w=cols (a TTY exec). Docker answers an
+ * error (BERTH_EIO) while the process has not started or has ended. */
+int daemon_docker_exec_resize(daemon_docker *d, const char *id,
+                              unsigned cols, unsigned rows,
+                              daemon_docker_err *err);
+
 #endif
