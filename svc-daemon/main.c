@@ -6,8 +6,8 @@
  * heartbeats; the site supervisor (sites.c) has an events thread, a
  * supervisor thread and the command worker; the console (console.c) and
  * the stats (stats.c) have a thread each. nats.c delivers bus messages on
- * its own threads. The Docker client is shared: each call makes its own
- * connection (docker.h).
+ * its own threads; file requests (files.c) run on one of them. The Docker
+ * client is shared: each call makes its own connection (docker.h).
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -18,6 +18,7 @@
 #include "common/version.h"
 #include "svc-daemon/console.h"
 #include "svc-daemon/docker.h"
+#include "svc-daemon/files.h"
 #include "svc-daemon/node.h"
 #include "svc-daemon/sites.h"
 #include "svc-daemon/stats.h"
@@ -62,6 +63,7 @@ int main(int argc, char **argv)
     daemon_console *console = NULL;
     daemon_stats *stats = NULL;
     daemon_sites *sites = NULL;
+    daemon_files *files = NULL;
     const char *sock;
     char data_dir[PATH_MAX], volumes_dir[PATH_MAX + 16];
     svc s;
@@ -126,6 +128,13 @@ int main(int argc, char **argv)
         &sites);
     if (rc != 0)
         goto out;
+    rc = daemon_files_new(
+        &(daemon_files_cfg){.bus = s.bus,
+                            .node_id = daemon_node_id(node),
+                            .volumes_dir = volumes_dir},
+        &files);
+    if (rc != 0)
+        goto out;
     daemon_node_count_with(node, count_running, sites);
     rc = daemon_node_start(node);
     if (rc == 0)
@@ -140,6 +149,7 @@ out:
     if (rc != 0)
         log_error("start failed", "service=%s error=%s", daemon_def.service,
                   berth_strerror(rc));
+    daemon_files_free(files);
     daemon_sites_free(sites);
     daemon_stats_free(stats);
     daemon_console_free(console);
