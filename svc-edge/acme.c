@@ -1,46 +1,37 @@
 /* acme.c - an ACME client (RFC 8555): account key, JWS ES256, nonces,
  * orders with HTTP-01, finalize with a CSR, certificate download.
  *
- * Layout: errors and problem documents, crypto (keys, JWK, signatures,
- * CSR, PEM checks), transport (one libcurl handle), JWS and signed POSTs,
- * the protocol steps, then the public functions. See acme.h for the
- * contract and docs/internals/acme.md for the design.
+ * Layout: errors and problem documents, transport (one libcurl handle),
+ * JWS and signed POSTs, the protocol steps, then the public functions.
+ * Keys, signatures, the CSR and names are in acme_crypto.c. See acme.h for
+ * the contract and docs/internals/acme.md for the design.
  */
-#include "svc-edge/acme.h"
+#include "svc-edge/acme_int.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
-#include <openssl/core_names.h>
-#include <openssl/ec.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-#include <openssl/x509v3.h>
+#include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/err.h"
-#include "common/fs.h"
 #include "common/log.h"
 #include "common/token.h"
 #include "common/version.h"
 
 #define ACME_BODY_MAX (1u << 20)  /* cap on any reply: chains are a few KB */
-#define ACME_KEY_FILE_MAX 16384   /* cap on the account key file */
 #define ACME_NONCE_TRIES 5        /* signed POSTs sent for one badNonce run */
 #define ACME_NONCE_MAX 256
 #define ACME_URL_MAX 2048
-#define ACME_POLL_FIRST_MS 250    /* first poll delay without Retry-After */
+#define ACME_POLL_FIRST_MS 200    /* first poll delay without Retry-After */
 #define ACME_POLL_CAP_MS 5000     /* longest poll delay without Retry-After */
 #define ACME_POLL_MIN_MS 100      /* shortest delay, even if asked for less */
 #define ACME_SLEEP_STEP_MS 50     /* cancellation is noticed this often */
@@ -68,6 +59,9 @@ struct edge_acme {
     char *url_new_order;
     char *kid; /* the account URL; NULL until registered */
     char nonce[ACME_NONCE_MAX];
+    /* Counters for logs and tests. */
+    unsigned long posts;
+    unsigned long nonce_retries;
 };
 
 /* One HTTP exchange's outcome. */
@@ -99,21 +93,6 @@ static void err_set(edge_acme_err *err, int status, const char *type,
 static void err_clear(edge_acme_err *err)
 {
     memset(err, 0, sizeof(*err));
-}
-
-/* Logs the OpenSSL error queue's first entry, empties it and returns
- * BERTH_EINTERNAL, filling err when given. */
-static int ossl_fail(const char *what, edge_acme_err *err)
-{
-    char detail[256];
-    unsigned long e = ERR_get_error();
-
-    ERR_error_string_n(e, detail, sizeof(detail));
-    ERR_clear_error();
-    log_error("openssl failed", "op=%s error=%s", what, detail);
-    if (err != NULL)
-        err_set(err, 0, NULL, "acme: %s failed: %s", what, detail);
-    return BERTH_EINTERNAL;
 }
 
 /* ACME problem types and the berth code each means (RFC 8555 §6.7). */
@@ -229,360 +208,6 @@ static int64_t retry_after_parse(const char *v, int64_t now_ms)
     if (t < 0)
         return -1;
     return (int64_t)t * 1000 > now_ms ? (int64_t)t * 1000 - now_ms : 0;
-}
-
-/* ------------------------------------------------------------ crypto */
-
-static int key_is_p256(EVP_PKEY *k)
-{
-    char group[64];
-
-    if (EVP_PKEY_get_base_id(k) != EVP_PKEY_EC)
-        return 0;
-    if (!EVP_PKEY_get_group_name(k, group, sizeof(group), NULL))
-        return 0;
-    return strcmp(group, "prime256v1") == 0 || strcmp(group, "P-256") == 0;
-}
-
-static int key_generate(EVP_PKEY **out)
-{
-    *out = EVP_EC_gen("P-256");
-    if (*out == NULL)
-        return ossl_fail("generating a P-256 key", NULL);
-    return 0;
-}
-
-/* Returns the key as unencrypted PKCS#8 PEM in *out (caller frees). */
-static int key_to_pem(EVP_PKEY *k, char **out)
-{
-    BIO *bio = BIO_new(BIO_s_mem());
-    char *data;
-    long len;
-    int rc;
-
-    *out = NULL;
-    if (bio == NULL)
-        return BERTH_ENOMEM;
-    if (!PEM_write_bio_PrivateKey(bio, k, NULL, NULL, 0, NULL, NULL)) {
-        rc = ossl_fail("writing a key", NULL);
-        goto out;
-    }
-    len = BIO_get_mem_data(bio, &data);
-    *out = strndup(data, (size_t)len);
-    rc = *out != NULL ? 0 : BERTH_ENOMEM;
-out:
-    BIO_free(bio);
-    return rc;
-}
-
-/* Loads the account key from path, creating it (0600) when missing. */
-static int key_load_or_create(const char *path, EVP_PKEY **out)
-{
-    struct stat st;
-    char *pem = NULL;
-    size_t len = 0;
-    BIO *bio = NULL;
-    int rc;
-
-    *out = NULL;
-    if (stat(path, &st) != 0) {
-        if (errno != ENOENT)
-            return berth_err_from_errno(errno);
-        rc = key_generate(out);
-        if (rc != 0)
-            goto out;
-        rc = key_to_pem(*out, &pem);
-        if (rc != 0)
-            goto out;
-        rc = fs_write_atomic(path, pem, strlen(pem), 0600);
-        if (rc == 0)
-            log_info("acme account key created", "path=%s", path);
-        goto out;
-    }
-    if ((st.st_mode & 077) != 0) {
-        char mode[8];
-
-        snprintf(mode, sizeof(mode), "%03o", (unsigned)(st.st_mode & 0777));
-        log_error("acme account key readable by others", "path=%s mode=%s",
-                  path, mode);
-        return BERTH_EPERM;
-    }
-    rc = fs_read_file(path, ACME_KEY_FILE_MAX, &pem, &len);
-    if (rc != 0)
-        goto out;
-    bio = BIO_new_mem_buf(pem, (int)len);
-    if (bio == NULL) {
-        rc = BERTH_ENOMEM;
-        goto out;
-    }
-    *out = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
-    if (*out == NULL || !key_is_p256(*out)) {
-        ERR_clear_error();
-        log_error("acme account key is not a P-256 key", "path=%s", path);
-        rc = BERTH_EPROTO;
-        goto out;
-    }
-    rc = 0;
-out:
-    if (rc != 0) {
-        EVP_PKEY_free(*out);
-        *out = NULL;
-    }
-    BIO_free(bio);
-    if (pem != NULL)
-        OPENSSL_cleanse(pem, strlen(pem));
-    free(pem);
-    return rc;
-}
-
-/* Copies the base64url of a 32-byte big-endian coordinate into dst. */
-static int b64url_fixed(const unsigned char *data, size_t len, char *dst,
-                        size_t size)
-{
-    char *s = token_b64url_encode(data, len);
-    int rc = 0;
-
-    if (s == NULL)
-        return BERTH_ENOMEM;
-    if (snprintf(dst, size, "%s", s) >= (int)size)
-        rc = BERTH_EINTERNAL;
-    free(s);
-    return rc;
-}
-
-/* Writes the base64url x and y coordinates of a P-256 public key. */
-static int jwk_coords(EVP_PKEY *k, char *x, char *y, size_t size)
-{
-    BIGNUM *bx = NULL, *by = NULL;
-    unsigned char raw[32];
-    int rc;
-
-    if (!EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_EC_PUB_X, &bx) ||
-        !EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_EC_PUB_Y, &by)) {
-        rc = ossl_fail("reading the public key", NULL);
-        goto out;
-    }
-    if (BN_bn2binpad(bx, raw, sizeof(raw)) != (int)sizeof(raw)) {
-        rc = BERTH_EINTERNAL;
-        goto out;
-    }
-    rc = b64url_fixed(raw, sizeof(raw), x, size);
-    if (rc != 0)
-        goto out;
-    if (BN_bn2binpad(by, raw, sizeof(raw)) != (int)sizeof(raw)) {
-        rc = BERTH_EINTERNAL;
-        goto out;
-    }
-    rc = b64url_fixed(raw, sizeof(raw), y, size);
-out:
-    BN_free(bx);
-    BN_free(by);
-    return rc;
-}
-
-/* The JWK thumbprint (RFC 7638): SHA-256 over the members crv, kty, x, y
- * in that order with no whitespace, base64url-encoded into out. */
-static int jwk_thumbprint(const char *x, const char *y, char *out, size_t size)
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    char canon[256];
-    int n;
-
-    n = snprintf(canon, sizeof(canon),
-                 "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}",
-                 x, y);
-    if (n < 0 || n >= (int)sizeof(canon))
-        return BERTH_EINVAL;
-    if (!EVP_Digest(canon, (size_t)n, md, &mdlen, EVP_sha256(), NULL))
-        return ossl_fail("hashing the JWK", NULL);
-    return b64url_fixed(md, mdlen, out, size);
-}
-
-/* Converts a DER ECDSA signature (SEQUENCE of INTEGER r, s) into the JWS
- * form: r and s as 32-byte big-endian numbers, 64 bytes in all. Returns 0 or
- * BERTH_EPROTO when der is not such a signature or a number is too long. */
-static int sig_der_to_raw(const unsigned char *der, size_t len,
-                          unsigned char raw[64])
-{
-    const unsigned char *p = der;
-    ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)len);
-    const BIGNUM *r, *s;
-    int rc = BERTH_EPROTO;
-
-    if (sig == NULL || p != der + len) {
-        ERR_clear_error();
-        goto out;
-    }
-    ECDSA_SIG_get0(sig, &r, &s);
-    if (BN_num_bytes(r) > 32 || BN_num_bytes(s) > 32)
-        goto out;
-    if (BN_bn2binpad(r, raw, 32) != 32 || BN_bn2binpad(s, raw + 32, 32) != 32)
-        goto out;
-    rc = 0;
-out:
-    ECDSA_SIG_free(sig);
-    return rc;
-}
-
-/* Signs data with ES256 and returns the base64url of r||s in *out. */
-static int es256_sign(EVP_PKEY *k, const char *data, size_t len, char **out)
-{
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned char der[128], raw[64];
-    size_t derlen = sizeof(der);
-    int rc;
-
-    *out = NULL;
-    if (ctx == NULL)
-        return BERTH_ENOMEM;
-    if (!EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, k) ||
-        !EVP_DigestSign(ctx, der, &derlen, (const unsigned char *)data, len)) {
-        rc = ossl_fail("signing", NULL);
-        goto out;
-    }
-    rc = sig_der_to_raw(der, derlen, raw);
-    if (rc != 0)
-        goto out;
-    *out = token_b64url_encode(raw, sizeof(raw));
-    rc = *out != NULL ? 0 : BERTH_ENOMEM;
-out:
-    EVP_MD_CTX_free(ctx);
-    return rc;
-}
-
-/* Builds a CSR for domain signed by k: subject CN=domain and a
- * subjectAltName with DNS:domain. Returns 0 and its DER in *der (caller
- * frees with OPENSSL_free) and *len. */
-static int csr_build(const char *domain, EVP_PKEY *k, unsigned char **der,
-                     int *len)
-{
-    X509_REQ *req = X509_REQ_new();
-    X509_NAME *name = X509_NAME_new();
-    STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
-    X509_EXTENSION *san = NULL;
-    GENERAL_NAMES *names = GENERAL_NAMES_new();
-    GENERAL_NAME *gn = GENERAL_NAME_new();
-    ASN1_IA5STRING *ia5 = ASN1_IA5STRING_new();
-    int rc;
-
-    *der = NULL;
-    *len = 0;
-    if (req == NULL || name == NULL || exts == NULL || names == NULL ||
-        gn == NULL || ia5 == NULL) {
-        rc = BERTH_ENOMEM;
-        goto out;
-    }
-    if (!edge_acme_domain_valid(domain)) {
-        rc = BERTH_EINVAL;
-        goto out;
-    }
-    if (!X509_REQ_set_version(req, 0) ||
-        !X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_ASC,
-                                    (const unsigned char *)domain, -1, -1, 0) ||
-        !X509_REQ_set_subject_name(req, name) ||
-        !X509_REQ_set_pubkey(req, k) ||
-        !ASN1_STRING_set(ia5, domain, (int)strlen(domain))) {
-        rc = ossl_fail("building the CSR", NULL);
-        goto out;
-    }
-    GENERAL_NAME_set0_value(gn, GEN_DNS, ia5);
-    ia5 = NULL;
-    if (!sk_GENERAL_NAME_push(names, gn)) {
-        rc = BERTH_ENOMEM;
-        goto out;
-    }
-    gn = NULL;
-    san = X509V3_EXT_i2d(NID_subject_alt_name, 0, names);
-    if (san == NULL || !sk_X509_EXTENSION_push(exts, san)) {
-        rc = ossl_fail("building the CSR's subjectAltName", NULL);
-        goto out;
-    }
-    san = NULL;
-    if (!X509_REQ_add_extensions(req, exts) ||
-        X509_REQ_sign(req, k, EVP_sha256()) <= 0) {
-        rc = ossl_fail("signing the CSR", NULL);
-        goto out;
-    }
-    *len = i2d_X509_REQ(req, der);
-    if (*len <= 0) {
-        *der = NULL;
-        rc = ossl_fail("encoding the CSR", NULL);
-        goto out;
-    }
-    rc = 0;
-out:
-    X509_EXTENSION_free(san);
-    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-    GENERAL_NAMES_free(names);
-    GENERAL_NAME_free(gn);
-    ASN1_IA5STRING_free(ia5);
-    X509_NAME_free(name);
-    X509_REQ_free(req);
-    return rc;
-}
-
-/* Converts an ASN1_TIME into ms since the epoch. */
-static int asn1_time_ms(const ASN1_TIME *t, int64_t *ms)
-{
-    struct tm tm;
-
-    if (t == NULL || !ASN1_TIME_to_tm(t, &tm))
-        return BERTH_EPROTO;
-    *ms = (int64_t)timegm(&tm) * 1000;
-    return 0;
-}
-
-int edge_acme_pem_check(const char *pem, const char *domain,
-                        int64_t *not_before_ms, int64_t *not_after_ms)
-{
-    BIO *bio = NULL;
-    X509 *leaf = NULL;
-    EVP_PKEY *key = NULL;
-    int64_t nb, na;
-    int rc;
-
-    if (pem == NULL || domain == NULL)
-        return BERTH_EINVAL;
-    /* Each PEM reader skips the blocks of other kinds, so the order of the
-     * certificates and the key in the file does not matter. */
-    bio = BIO_new_mem_buf(pem, -1);
-    if (bio == NULL)
-        return BERTH_ENOMEM;
-    leaf = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-    BIO_free(bio);
-    bio = BIO_new_mem_buf(pem, -1);
-    if (bio == NULL) {
-        rc = BERTH_ENOMEM;
-        goto out;
-    }
-    key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
-    if (leaf == NULL || key == NULL) {
-        rc = BERTH_EPROTO;
-        goto out;
-    }
-    if (asn1_time_ms(X509_get0_notBefore(leaf), &nb) != 0 ||
-        asn1_time_ms(X509_get0_notAfter(leaf), &na) != 0) {
-        rc = BERTH_EPROTO;
-        goto out;
-    }
-    if (X509_check_private_key(leaf, key) != 1 ||
-        X509_check_host(leaf, domain, 0, X509_CHECK_FLAG_NO_WILDCARDS, NULL) !=
-            1) {
-        rc = BERTH_ECONFLICT;
-        goto out;
-    }
-    if (not_before_ms != NULL)
-        *not_before_ms = nb;
-    if (not_after_ms != NULL)
-        *not_after_ms = na;
-    rc = 0;
-out:
-    ERR_clear_error();
-    X509_free(leaf);
-    EVP_PKEY_free(key);
-    BIO_free(bio);
-    return rc;
 }
 
 /* ------------------------------------------------------------ transport */
@@ -858,7 +483,7 @@ static int jws_build(edge_acme *a, const char *url, const char *payload,
         goto out;
     }
     snprintf(input, n, "%s.%s", prot_b64, pay_b64);
-    rc = es256_sign(a->key, input, strlen(input), &sig);
+    rc = acme_es256_sign(a->key, input, strlen(input), &sig);
     if (rc != 0)
         goto out;
     jws = json_pack("{s:s, s:s, s:s}", "protected", prot_b64, "payload",
@@ -927,6 +552,7 @@ static int acme_post(edge_acme *a, const char *url, const char *payload,
         a->nonce[0] = '\0'; /* a nonce is good for one request */
         if (rc != 0)
             goto out;
+        a->posts++;
         rc = http_do(a, "POST", url, jws, accept, r, err);
         free(jws);
         jws = NULL;
@@ -939,6 +565,7 @@ static int acme_post(edge_acme *a, const char *url, const char *payload,
         rc = resp_problem(r, what, err);
         if (strcmp(err->type, "badNonce") != 0 || attempt >= ACME_NONCE_TRIES)
             goto out;
+        a->nonce_retries++;
         log_debug("acme bad nonce, retrying", "url=%s attempt=%d", url,
                   attempt);
     }
@@ -1315,10 +942,14 @@ out:
 }
 
 /* Polls the order until its status is until ("ready" or "valid"); a valid
- * order also satisfies "ready". Returns 0 with the order in *order (caller
- * frees); an invalid order is BERTH_EPERM with its error. */
+ * order also satisfies "ready". *order is the latest copy known; when it
+ * is stale (refresh) it is fetched again before anything else, otherwise
+ * the first poll waits retry_after_ms (the server's hint that came with
+ * it; -1: none). Returns 0 with the order in *order (caller frees); an
+ * invalid order is BERTH_EPERM with its error. */
 static int order_wait(edge_acme *a, const char *url, const char *domain,
-                      const char *until, json_t **order, edge_acme_err *err)
+                      const char *until, int refresh, int64_t retry_after_ms,
+                      json_t **order, edge_acme_err *err)
 {
     acme_resp r;
     const char *status;
@@ -1328,7 +959,14 @@ static int order_wait(edge_acme *a, const char *url, const char *domain,
     int rc;
 
     resp_init(&r);
+    r.retry_after_ms = retry_after_ms;
     snprintf(what, sizeof(what), "order for %s", domain);
+    if (refresh) {
+        json_decref(*order);
+        rc = fetch_json(a, url, what, &r, order, err);
+        if (rc != 0)
+            goto out;
+    }
     for (;;) {
         status = json_string_value(json_object_get(*order, "status"));
         if (status == NULL) {
@@ -1364,10 +1002,12 @@ out:
     return rc;
 }
 
-/* Sends the CSR for a new key; returns the key in *key (caller frees) and
- * the updated order in *order. */
+/* Sends the CSR for a new key; returns the key in *key (caller frees),
+ * the updated order in *order and the answer's Retry-After (-1: none) in
+ * *retry_after_ms. */
 static int order_finalize(edge_acme *a, const char *domain, json_t **order,
-                          EVP_PKEY **key, edge_acme_err *err)
+                          EVP_PKEY **key, int64_t *retry_after_ms,
+                          edge_acme_err *err)
 {
     acme_resp r;
     const char *url = json_string_value(json_object_get(*order, "finalize"));
@@ -1387,10 +1027,10 @@ static int order_finalize(edge_acme *a, const char *domain, json_t **order,
         rc = BERTH_EPROTO;
         goto out;
     }
-    rc = key_generate(key);
+    rc = acme_key_generate(key);
     if (rc != 0)
         goto out;
-    rc = csr_build(domain, *key, &der, &len);
+    rc = acme_csr_build(domain, *key, &der, &len);
     if (rc != 0)
         goto out;
     csr = token_b64url_encode(der, (size_t)len);
@@ -1405,6 +1045,7 @@ static int order_finalize(edge_acme *a, const char *domain, json_t **order,
         goto out;
     json_decref(*order);
     *order = NULL;
+    *retry_after_ms = r.retry_after_ms;
     rc = resp_json(&r, what, order, err);
 out:
     if (rc != 0) {
@@ -1443,7 +1084,7 @@ static int cert_download(edge_acme *a, const char *domain, json_t *order,
     rc = acme_post(a, url, NULL, 0, ACME_ACCEPT_PEM, what, &r, err);
     if (rc != 0)
         goto out;
-    rc = key_to_pem(key, &key_pem);
+    rc = acme_key_to_pem(key, &key_pem);
     if (rc != 0)
         goto out;
     n = r.body.len + strlen(key_pem) + 2;
@@ -1483,38 +1124,6 @@ out:
 }
 
 /* ------------------------------------------------------------ public */
-
-int edge_acme_domain_valid(const char *d)
-{
-    size_t len, label = 0, labels = 1, i;
-    int all_digits = 1;
-
-    if (d == NULL)
-        return 0;
-    len = strlen(d);
-    if (len == 0 || len > EDGE_ACME_DOMAIN_MAX)
-        return 0;
-    for (i = 0; i < len; i++) {
-        char c = d[i];
-        if (c == '.') {
-            if (label == 0 || d[i - 1] == '-')
-                return 0;
-            label = 0;
-            labels++;
-            all_digits = 1;
-            continue;
-        }
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
-            return 0;
-        if (c == '-' && label == 0)
-            return 0;
-        if (!(c >= '0' && c <= '9'))
-            all_digits = 0;
-        if (++label > 63)
-            return 0;
-    }
-    return label > 0 && d[len - 1] != '-' && labels >= 2 && !all_digits;
-}
 
 static int contact_valid(const char *email)
 {
@@ -1570,13 +1179,13 @@ int edge_acme_new(const edge_acme_cfg *cfg, edge_acme **out)
         cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 10000;
     a->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 30000;
     a->poll_max_ms = cfg->poll_max_ms > 0 ? cfg->poll_max_ms : 120000;
-    rc = key_load_or_create(a->key_path, &a->key);
+    rc = acme_key_load(a->key_path, &a->key);
     if (rc != 0)
         goto out;
-    rc = jwk_coords(a->key, a->jwk_x, a->jwk_y, sizeof(a->jwk_x));
+    rc = acme_jwk_coords(a->key, a->jwk_x, a->jwk_y, sizeof(a->jwk_x));
     if (rc != 0)
         goto out;
-    rc = jwk_thumbprint(a->jwk_x, a->jwk_y, a->thumbprint,
+    rc = acme_jwk_thumbprint(a->jwk_x, a->jwk_y, a->thumbprint,
                         sizeof(a->thumbprint));
     if (rc != 0)
         goto out;
@@ -1640,7 +1249,7 @@ int edge_acme_obtain(edge_acme *a, const char *domain,
     json_t *order = NULL, *authzs;
     char *order_url = NULL;
     EVP_PKEY *key = NULL;
-    int64_t t0 = clock_mono_ms();
+    int64_t t0 = clock_mono_ms(), retry_after = -1;
     size_t i;
     int rc;
 
@@ -1679,20 +1288,24 @@ int edge_acme_obtain(edge_acme *a, const char *domain,
         if (rc != 0)
             goto out;
     }
-    rc = order_wait(a, order_url, domain, "ready", &order, err);
+    /* The order was read before its authorizations were done. */
+    rc = order_wait(a, order_url, domain, "ready", 1, -1, &order, err);
     if (rc != 0)
         goto out;
-    rc = order_finalize(a, domain, &order, &key, err);
+    rc = order_finalize(a, domain, &order, &key, &retry_after, err);
     if (rc != 0)
         goto out;
-    rc = order_wait(a, order_url, domain, "valid", &order, err);
+    rc = order_wait(a, order_url, domain, "valid", 0, retry_after, &order,
+                    err);
     if (rc != 0)
         goto out;
     rc = cert_download(a, domain, order, key, cert, err);
     if (rc != 0)
         goto out;
-    log_info("acme certificate issued", "domain=%s ms=%lld", domain,
-             (long long)(clock_mono_ms() - t0));
+    log_info("acme certificate issued", "domain=%s ms=%lld posts=%lu "
+             "nonce_retries=%lu",
+             domain, (long long)(clock_mono_ms() - t0), a->posts,
+             a->nonce_retries);
 out:
     if (rc != 0) {
         edge_acme_cert_free(cert);

@@ -1,9 +1,10 @@
-/* acme.c - the ACME client's pure parts (svc-edge/acme.c): the JWK
- * thumbprint, DER to raw ECDSA signatures, JWS building, the CSR, problem
- * documents, Retry-After, domain names, the account key file and stored
- * PEM checks. The protocol itself is tested against Pebble in
+/* acme.c - the ACME client's pure parts (svc-edge/acme.c and
+ * svc-edge/acme_crypto.c): the JWK thumbprint, DER to raw ECDSA
+ * signatures, JWS building, the CSR, problem documents, Retry-After,
+ * domain names, the account key file and stored PEM checks. The protocol itself is tested against Pebble in
  * tests/integration/edge_acme.c.
  */
+#include "svc-edge/acme_crypto.c"
 #include "svc-edge/acme.c"
 
 #include <stdlib.h>
@@ -32,8 +33,8 @@ static EVP_PKEY *new_key(void)
 {
     EVP_PKEY *k = NULL;
 
-    ck_assert_int_eq(key_generate(&k), 0);
-    ck_assert(key_is_p256(k));
+    ck_assert_int_eq(acme_key_generate(&k), 0);
+    ck_assert(acme_key_is_p256(k));
     return k;
 }
 
@@ -79,7 +80,7 @@ START_TEST(thumbprint_rfc7517_key)
     /* The P-256 key of RFC 7517 appendix A.1; the thumbprint is the one
      * other JOSE libraries compute for it. */
     ck_assert_int_eq(
-        jwk_thumbprint("MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4",
+        acme_jwk_thumbprint("MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4",
                        "4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM", tp,
                        sizeof(tp)),
         0);
@@ -95,7 +96,7 @@ START_TEST(jwk_coordinates_are_43_chars)
 
     /* Coordinates with leading zero bytes keep their 32 bytes. */
     for (i = 0; i < 20; i++) {
-        ck_assert_int_eq(jwk_coords(k, x, y, sizeof(x)), 0);
+        ck_assert_int_eq(acme_jwk_coords(k, x, y, sizeof(x)), 0);
         ck_assert_uint_eq(strlen(x), 43);
         ck_assert_uint_eq(strlen(y), 43);
         EVP_PKEY_free(k);
@@ -115,7 +116,7 @@ START_TEST(der_to_raw_vectors)
     unsigned char raw[64], want[64] = {0};
     size_t i;
 
-    ck_assert_int_eq(sig_der_to_raw(small, sizeof(small), raw), 0);
+    ck_assert_int_eq(acme_sig_der_to_raw(small, sizeof(small), raw), 0);
     want[31] = 1;
     want[63] = 2;
     ck_assert_mem_eq(raw, want, 64);
@@ -127,7 +128,7 @@ START_TEST(der_to_raw_vectors)
     big[38] = 0x1f; /* s: 31 bytes, left-padded in the raw form */
     for (i = 0; i < 31; i++)
         big[39 + i] = (unsigned char)(i + 1);
-    ck_assert_int_eq(sig_der_to_raw(big, 70, raw), 0);
+    ck_assert_int_eq(acme_sig_der_to_raw(big, 70, raw), 0);
     for (i = 0; i < 32; i++)
         ck_assert_uint_eq(raw[i], 0x80 + i);
     ck_assert_uint_eq(raw[32], 0);
@@ -136,13 +137,13 @@ START_TEST(der_to_raw_vectors)
 
     /* 33 significant bytes do not fit P-256. */
     memcpy(toolong + 5, big + 5, 65);
-    ck_assert_int_eq(sig_der_to_raw(toolong, 70, raw), BERTH_EPROTO);
+    ck_assert_int_eq(acme_sig_der_to_raw(toolong, 70, raw), BERTH_EPROTO);
 
     memcpy(trailing, small, sizeof(small));
     trailing[sizeof(small)] = 0;
-    ck_assert_int_eq(sig_der_to_raw(trailing, sizeof(trailing), raw),
+    ck_assert_int_eq(acme_sig_der_to_raw(trailing, sizeof(trailing), raw),
                      BERTH_EPROTO);
-    ck_assert_int_eq(sig_der_to_raw((const unsigned char *)"x", 1, raw),
+    ck_assert_int_eq(acme_sig_der_to_raw((const unsigned char *)"x", 1, raw),
                      BERTH_EPROTO);
 }
 END_TEST
@@ -155,7 +156,7 @@ START_TEST(es256_signature_verifies)
     int i;
 
     for (i = 0; i < 10; i++) {
-        ck_assert_int_eq(es256_sign(k, "header.payload", 14, &sig), 0);
+        ck_assert_int_eq(acme_es256_sign(k, "header.payload", 14, &sig), 0);
         ck_assert_uint_eq(strlen(sig), 86); /* 64 bytes, no padding */
         ck_assert_int_eq(token_b64url_decode(sig, strlen(sig), raw, 64), 64);
         ck_assert(verify_raw(k, "header.payload", raw));
@@ -259,7 +260,7 @@ START_TEST(csr_names_the_domain)
     char cn[256];
     int len = 0, i, found = 0;
 
-    ck_assert_int_eq(csr_build("site1.example.com", k, &der, &len), 0);
+    ck_assert_int_eq(acme_csr_build("site1.example.com", k, &der, &len), 0);
     ck_assert_int_gt(len, 0);
     p = der;
     req = d2i_X509_REQ(NULL, &p, len);
@@ -288,7 +289,7 @@ START_TEST(csr_names_the_domain)
     X509_REQ_free(req);
     OPENSSL_free(der);
 
-    ck_assert_int_eq(csr_build("bad,name", k, &der, &len), BERTH_EINVAL);
+    ck_assert_int_eq(acme_csr_build("bad,name", k, &der, &len), BERTH_EINVAL);
     ck_assert_ptr_null(der);
     EVP_PKEY_free(k);
 }
@@ -472,7 +473,7 @@ START_TEST(account_key_file)
     /* So is a key of another kind. */
     rsa = EVP_RSA_gen(2048);
     ck_assert_ptr_nonnull(rsa);
-    ck_assert_int_eq(key_to_pem(rsa, &pem), 0);
+    ck_assert_int_eq(acme_key_to_pem(rsa, &pem), 0);
     ck_assert_int_eq(fs_write_atomic(path, pem, strlen(pem), 0600), 0);
     ck_assert_int_eq(edge_acme_new(&(edge_acme_cfg){.directory_url = "x",
                                                    .account_key_path = path},
@@ -525,8 +526,8 @@ START_TEST(stored_pem_checks)
     char *key = NULL, *other_pem = NULL, *both = NULL;
     int64_t nb = 0, na = 0, now = clock_wall_ms();
 
-    ck_assert_int_eq(key_to_pem(k, &key), 0);
-    ck_assert_int_eq(key_to_pem(other, &other_pem), 0);
+    ck_assert_int_eq(acme_key_to_pem(k, &key), 0);
+    ck_assert_int_eq(acme_key_to_pem(other, &other_pem), 0);
     ck_assert_int_gt(asprintf(&both, "%s%s", cert, key), 0);
     ck_assert_int_eq(edge_acme_pem_check(both, "a.example", &nb, &na), 0);
     ck_assert_int_le(nb, now);
