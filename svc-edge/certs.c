@@ -100,6 +100,7 @@ struct edge_certs {
     pthread_cond_t pub_cond;
     bool stopping;
     bool pub_failing;
+    int64_t orders_paused_until; /* wall ms: the CA said rateLimited */
     cert_entry *buckets[CERTS_BUCKETS];
     cert_entry *pubq_head, *pubq_tail;
     pthread_t worker, publisher;
@@ -469,7 +470,8 @@ static int64_t max64(int64_t a, int64_t b)
 
 /* When the worker should act on e next (wall ms; INT64_MAX: never) and
  * what it should do then. Two orders for one domain are always at least
- * retry_min apart, whatever the CA returned. Called with mu held. */
+ * retry_min apart, whatever the CA returned, and no order starts while a
+ * rate limit holds. Called with mu held. */
 static int64_t entry_due(const edge_certs *c, const cert_entry *e, int64_t now,
                          enum work_kind *kind)
 {
@@ -488,7 +490,7 @@ static int64_t entry_due(const edge_certs *c, const cert_entry *e, int64_t now,
                 : e->next_attempt_ms;
     if (e->last_order_ms > 0)
         due = max64(due, e->last_order_ms + c->retry_min_ms);
-    return due;
+    return max64(due, c->orders_paused_until);
 }
 
 /* Records a failed order. Called with mu held. */
@@ -504,6 +506,10 @@ static void order_failed(edge_certs *c, cert_entry *e, int rc,
     if (err->retry_after_ms > delay)
         delay = err->retry_after_ms;
     e->next_attempt_ms = now + delay;
+    /* Rate limits are mostly per account: other domains wait too. */
+    if (rc == BERTH_ETHROTTLE && err->retry_after_ms > 0)
+        c->orders_paused_until =
+            max64(c->orders_paused_until, now + err->retry_after_ms);
     if (cert_valid(e, now)) {
         state = STATE_VALID;
         snprintf(reason, sizeof(reason), "renewal failed: %s",

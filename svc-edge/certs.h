@@ -28,9 +28,11 @@
  * (default 30 days), or a third of its lifetime before when that is
  * shorter (short-lived certificates), minus a random tenth of that margin
  * so renewals spread out. A failure is retried after retry_min, doubling
- * up to retry_max, and never sooner than a rate limit's Retry-After. The
- * domain keeps its previous certificate (still installed) while a renewal
- * fails.
+ * up to retry_max, and never sooner than a rate limit's Retry-After; a
+ * rate limit (rateLimited with Retry-After) holds every order, since CAs
+ * count most limits per account. Two orders for one domain are at least
+ * retry_min apart, whatever happens. The domain keeps its previous
+ * certificate (still installed) while a renewal fails.
  *
  * Status. CertStatus is published on cert.status.<domain> (JetStream
  * stream CERTS) by a publisher thread, in order per domain, retried until
