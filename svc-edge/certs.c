@@ -406,6 +406,8 @@ static int install_stored(edge_certs *c, const char *domain)
         for (i = 0; i < e->install_failures && d < CERTS_INSTALL_RETRY_MAX_MS;
              i++)
             d *= 2;
+        /* The proxy may have lost it (a restart): the worker retries. */
+        e->installed = false;
         e->install_failures++;
         e->next_install_ms = clock_wall_ms() + d;
         log_warn("certificate install failed", "domain=%s error=%s retry_ms=%lld",
