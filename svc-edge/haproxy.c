@@ -1093,19 +1093,48 @@ static int relay(int fd, char *line, size_t *used)
     return n == 0 ? 0 : 1;
 }
 
-static int answers(edge_haproxy *h, long *worker_pid)
+/* The parent of process pid, 0 when unknown. */
+static long parent_of(long pid)
+{
+    char path[64], stat[512], *close_paren;
+    long ppid = 0;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    n = read(fd, stat, sizeof(stat) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    stat[n] = '\0';
+    /* "pid (comm) state ppid ...": comm may hold spaces and parentheses. */
+    close_paren = strrchr(stat, ')');
+    if (close_paren == NULL || sscanf(close_paren + 1, " %*c %ld", &ppid) != 1)
+        return 0;
+    return ppid;
+}
+
+/* Returns 1 when the admin socket answers "show info", with the worker's
+ * pid in *worker_pid. When master is not 0 the worker must be its child:
+ * the worker of a HAProxy that just died may still answer for a moment. */
+static int answers(edge_haproxy *h, long master, long *worker_pid)
 {
     buf out;
     char *p;
+    long pid;
     int rc;
 
     buf_init(&out, 64 << 10);
     rc = sock_cmd(h->admin_sock, "show info", &out);
     p = rc == 0 && out.data != NULL ? strstr(out.data, "\nPid: ") : NULL;
+    pid = p != NULL ? strtol(p + 6, NULL, 10) : 0;
     if (worker_pid != NULL)
-        *worker_pid = p != NULL ? strtol(p + 6, NULL, 10) : 0;
+        *worker_pid = pid;
     buf_free(&out);
-    return p != NULL;
+    return pid > 0 && (master == 0 || parent_of(pid) == master);
 }
 
 /* HAProxy came up: challenges back, then the callbacks. */
@@ -1210,7 +1239,7 @@ static int64_t run_once(edge_haproxy *h)
             }
             continue;
         }
-        if (!announced && answers(h, NULL)) {
+        if (!announced && answers(h, (long)pid, NULL)) {
             announced = 1;
             log_info("haproxy ready", "pid=%ld socket=%s", (long)pid,
                      h->admin_sock);
@@ -1261,7 +1290,7 @@ static void *watch(void *arg)
 
     while (!stopping(h)) {
         long pid = 0;
-        int up = answers(h, &pid);
+        int up = answers(h, 0, &pid);
 
         if (up && (!was_up || pid != known)) {
             if (was_up && known != 0 && pid != known) {
