@@ -275,6 +275,14 @@ int sitespec_image_valid(const char *image)
 
 /* ------------------------------------------------------------ domains */
 
+/* A label with "--" in its third and fourth places is reserved (RFC 5890)
+ * unless it is an IDNA A-label, "xn--" and more: IDNs come as punycode. */
+static int reserved_label(const char *l, size_t len)
+{
+    return len >= 4 && l[2] == '-' && l[3] == '-' &&
+           !(l[0] == 'x' && l[1] == 'n' && len > 4);
+}
+
 int sitespec_domain_normalize(const char *in, char out[SITESPEC_DOMAIN_MAX + 1])
 {
     size_t n = strlen(in), i, label = 0, labels = 1;
@@ -291,7 +299,8 @@ int sitespec_domain_normalize(const char *in, char out[SITESPEC_DOMAIN_MAX + 1])
         if (is_upper(c))
             c = (unsigned char)(c - 'A' + 'a');
         if (c == '.') {
-            if (label == 0 || out[i - 1] == '-')
+            if (label == 0 || out[i - 1] == '-' ||
+                reserved_label(out + i - label, label))
                 return BERTH_EINVAL;
             label = 0;
             labels++;
@@ -306,7 +315,8 @@ int sitespec_domain_normalize(const char *in, char out[SITESPEC_DOMAIN_MAX + 1])
         out[i] = (char)c;
     }
     out[n] = '\0';
-    if (label == 0 || out[n - 1] == '-' || labels < 2 || numeric) {
+    if (label == 0 || out[n - 1] == '-' || labels < 2 || numeric ||
+        reserved_label(out + n - label, label)) {
         out[0] = '\0';
         return BERTH_EINVAL;
     }

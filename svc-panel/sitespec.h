@@ -19,7 +19,8 @@
  * (default 256 MiB) cpuMillis    1000 = one core, 10 .. 1024000 (default 1000)
  *   pids         16 .. 1000000 (default 1024)
  *   domains      [hostname], at most 32, stored lower-case without a final dot;
- *                at least two labels, no wildcards, no IP addresses
+ *                at least two labels, no wildcards, no IP addresses,
+ *                IDNs as punycode ("xn--...")
  *   node         a node id (default: placement picks one)
  *   httpPort     the container port domains route to (default 80 when domains
  * are set) stopCommand  written to the console to stop the site (default: a
@@ -87,7 +88,8 @@ int sitespec_image_valid(const char *image);
 /* Lower-cases in and drops one final dot into out. Returns 0, or
  * BERTH_EINVAL when the result is not a hostname of two or more labels
  * (letters, digits, inner '-'; labels of 1..63, the whole at most 253, the
- * last label not numeric). */
+ * last label not numeric; "--" in a label's third and fourth places only
+ * in an IDNA A-label "xn--...": IDNs are given as punycode). */
 int sitespec_domain_normalize(const char *in,
                               char out[SITESPEC_DOMAIN_MAX + 1]);
 

@@ -97,6 +97,16 @@ START_TEST(domains)
     ck_assert_int_eq(sitespec_domain_normalize("a-.example.com", out),
                      BERTH_EINVAL);
     ck_assert_int_eq(sitespec_domain_normalize("a..com", out), BERTH_EINVAL);
+    /* "--" in places 3-4 only in an A-label. */
+    ck_assert_int_eq(sitespec_domain_normalize("ab--cd.example.com", out),
+                     BERTH_EINVAL);
+    ck_assert_int_eq(sitespec_domain_normalize("www.xn--.example", out),
+                     BERTH_EINVAL);
+    ck_assert_int_eq(sitespec_domain_normalize("a.b--c.example", out), 0);
+    ck_assert_int_eq(sitespec_domain_normalize("www.XN--bcher-kva.example",
+                                               out),
+                     0);
+    ck_assert_str_eq(out, "www.xn--bcher-kva.example");
     ck_assert_int_eq(sitespec_domain_normalize(".a.com", out), BERTH_EINVAL);
     ck_assert_int_eq(sitespec_domain_normalize("10.0.0.1", out), BERTH_EINVAL);
     ck_assert_int_eq(sitespec_domain_normalize("b\xc3\xbc"
