@@ -95,6 +95,11 @@ typedef struct db_stmt {
 #define COMMAND_COLS                                                           \
     "id, site_id, node_id, kind, payload, state, error, rfc3339(created_at), " \
     "rfc3339(updated_at), user_id"
+/* ROUTE row (sql/002_edge.sql): domains joined with ','. */
+#define ROUTE_COLS                                                             \
+    "s.id, coalesce(s.upstream, ''), s.route_running, s.route_revision, "     \
+    "s.routed, coalesce((SELECT string_agg(d.name, ',' ORDER BY d.name) "     \
+    "FROM domains d WHERE d.site_id = s.id), '')"
 #define AUDIT_COLS                                                             \
     "id, rfc3339(at), user_id, action, target, ip, result, detail"
 /* The filters of audit_list and audit_count: $1 user_id, $2 action,
@@ -414,6 +419,60 @@ static const db_stmt db_stmts[] = {
     /* $1 site_id. Drops every domain of the site (before writing its new
      * list in the same transaction). Returns nothing. */
     {"domain_delete_site", "DELETE FROM domains WHERE site_id = $1", 1},
+
+    /* ---- routes and certificates (edge.c) ---- */
+    /* Takes the next route revision; the row stays locked until the
+     * transaction ends, so revisions follow commit order. Returns
+     * revision. */
+    {"route_clock_next",
+     "UPDATE route_clock SET revision = revision + 1 RETURNING revision", 0},
+    /* $1 site id. Locks the site's row. Returns upstream ('' unknown),
+     * route_running, routed, has_domains; no row for an unknown site. */
+    {"site_route_lock",
+     "SELECT coalesce(s.upstream, ''), s.route_running, s.routed,"
+     " EXISTS (SELECT 1 FROM domains d WHERE d.site_id = s.id)"
+     " FROM sites s WHERE s.id = $1 FOR UPDATE",
+     1},
+    /* $1 id, $2 upstream (NULL: keep), $3 route_running, $4 route_revision
+     * (NULL: keep), $5 routed (NULL: keep). Returns id, or no row. */
+    {"site_route_set",
+     "UPDATE sites SET upstream = coalesce($2, upstream),"
+     " route_running = $3::boolean,"
+     " route_revision = coalesce($4::bigint, route_revision),"
+     " routed = coalesce($5::boolean, routed) WHERE id = $1 RETURNING id",
+     5},
+    /* $1 site id. Returns the ROUTE row, or no row. */
+    {"site_route_get", "SELECT " ROUTE_COLS " FROM sites s WHERE s.id = $1",
+     1},
+    /* Returns the clock's revision then a ROUTE row for every site with
+     * domains, in one snapshot; one row of NULLs after the revision when
+     * there is none. */
+    {"route_list",
+     "SELECT c.revision, r.* FROM route_clock c LEFT JOIN (SELECT " ROUTE_COLS
+     " FROM sites s WHERE EXISTS (SELECT 1 FROM domains d"
+     " WHERE d.site_id = s.id)) r ON true ORDER BY 2",
+     0},
+    /* $1 domain, $2 site_id (NULL: unknown), $3 state, $4 not_after,
+     * $5 reason, $6 next_attempt (NULL: none), $7 event_ns. Keeps the
+     * newest event of each domain. Returns domain, or no row when a newer
+     * event was applied already. */
+    {"cert_upsert",
+     "INSERT INTO certificates (domain, site_id, state, not_after, reason,"
+     " next_attempt, event_ns) VALUES ($1, $2::uuid, $3, $4::timestamptz, $5,"
+     " $6::timestamptz, $7::bigint) ON CONFLICT (domain) DO UPDATE SET"
+     " site_id = EXCLUDED.site_id, state = EXCLUDED.state,"
+     " not_after = EXCLUDED.not_after, reason = EXCLUDED.reason,"
+     " next_attempt = EXCLUDED.next_attempt, event_ns = EXCLUDED.event_ns"
+     " WHERE certificates.event_ns <= EXCLUDED.event_ns RETURNING domain",
+     7},
+    /* $1 site id. Returns domain, state ('unknown' without a status),
+     * not_after, reason, next_attempt for every domain of the site. */
+    {"cert_list_site",
+     "SELECT d.name, coalesce(c.state, 'unknown'), rfc3339(c.not_after),"
+     " c.reason, rfc3339(c.next_attempt) FROM domains d"
+     " LEFT JOIN certificates c ON c.domain = d.name"
+     " WHERE d.site_id = $1 ORDER BY d.name",
+     1},
 
     /* ---- commands ---- */
     /* $1 site_id (NULL: about the node), $2 node_id, $3 kind, $4 payload

@@ -9,7 +9,8 @@
  * loop with http_post(). Shared state lives in modules with their own locks:
  * the store (users, roles, grants), the throttle, the pool, the node table
  * (nodes.c, whose upkeep thread checks liveness and JetStream). The
- * panel-events consumer runs on a thread of its own (sites_bus.c). Live
+ * panel-events consumer runs on a thread of its own (sites_bus.c), so
+ * does the panel-certs consumer (edge.c). Live
  * events for websockets are queued by bus threads and fanned out on the
  * loop (events.c, whose ticker thread wakes the loop). A signal thread
  * stops the loop. At exit the bus is closed before the database,
@@ -26,6 +27,7 @@
 #include "common/id.h"
 #include "common/log.h"
 #include "common/sig.h"
+#include "svc-panel/edge.h"
 #include "svc-panel/events.h"
 #include "svc-panel/nodes.h"
 #include "svc-panel/panel.h"
@@ -246,9 +248,13 @@ int main(int argc, char **argv)
     if (rc == 0)
         rc = sites_new(&p.sites, &p);
     if (rc == 0)
+        rc = edge_new(&p.edge, &p);
+    if (rc == 0)
         rc = nodes_start(p.nodes);
     if (rc == 0)
         rc = sites_start(p.sites);
+    if (rc == 0)
+        rc = edge_start(p.edge);
     if (rc != 0) {
         log_error("nodes and sites", "error=%s", berth_strerror(rc));
         goto out;
@@ -274,6 +280,7 @@ int main(int argc, char **argv)
 out:
     events_stop(p.events);
     http_free(p.http);
+    edge_stop(p.edge);
     sites_stop(p.sites);
     nodes_stop(p.nodes);
     bus_close(p.svc.bus); /* drains the handlers, which use the database */
@@ -283,6 +290,7 @@ out:
     auth_throttle_free(p.throttle);
     svc_stop(&p.svc);
     events_free(p.events); /* after the bus: its handlers use it */
+    edge_free(p.edge);
     sites_free(p.sites);
     nodes_free(p.nodes);
     return rc == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

@@ -14,6 +14,7 @@ struct store;
 struct nodes;
 struct sites;
 struct events;
+struct edge;
 
 struct panel {
     svc svc;           /* config, bus, data directory */
@@ -25,6 +26,7 @@ struct panel {
     struct nodes *nodes;   /* node liveness */
     struct sites *sites;   /* site commands, the event consumer */
     struct events *events; /* websocket fan-out */
+    struct edge *edge;     /* routes for berth-edge, certificate states */
     const char *pfp_dir;   /* profile pictures, under the data dir */
 };
 

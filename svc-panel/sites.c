@@ -17,6 +17,8 @@
  * status: {state, reason, exitCode, at}, createdAt, updatedAt}; the spec
  * fields are those of sitespec.h. command is {id, siteId, nodeId, kind,
  * state: "pending"|"sent"|"done"|"failed", error, createdAt, updatedAt}.
+ * GET /sites/:id adds certificates: [{domain, state, notAfter, reason,
+ * nextAttempt}] (edge.h).
  *
  * Site permissions come from the caller's role or from a grant on the
  * site (api_site_allowed). A grant is given only with permissions the
@@ -36,6 +38,7 @@
 #include "common/err.h"
 #include "common/id.h"
 #include "common/log.h"
+#include "svc-panel/edge.h"
 #include "svc-panel/nodes.h"
 #include "svc-panel/routes.h"
 #include "svc-panel/sitespec.h"
@@ -392,6 +395,7 @@ int site_op_create(panel *p, const principal *who, const http_req *req,
     Berth__V1__SiteCreate cmd = BERTH__V1__SITE_CREATE__INIT;
     Berth__V1__SiteSpec full;
     sitespec_canon *cs = NULL;
+    uint64_t route_rev = 0;
     const char *params[4];
     char *spec = NULL;
     PGresult *r = NULL;
@@ -442,11 +446,14 @@ int site_op_create(panel *p, const principal *who, const http_req *req,
     cmd.start = 1;
     rc = command_insert(c, res->site_id, res->node_id, "site.create", &cmd.base,
                         who, res);
+    if (rc == 0)
+        rc = edge_route_touch(c, res->site_id, &route_rev);
     rc = op_commit(p, &c, rc, res);
     if (rc != 0)
         goto out;
     cmd.command_id = res->command_id;
     command_send(p, "site.create", &cmd.base, res);
+    edge_route_publish(p, res->site_id, route_rev);
     audit(p, who, req, "site.create", res,
           json_pack("{s:s, s:s}", "name", cs->spec.name, "image",
                     cs->spec.image));
@@ -468,6 +475,7 @@ int site_op_update(panel *p, const principal *who, const http_req *req,
     Berth__V1__SiteCreate cmd = BERTH__V1__SITE_CREATE__INIT;
     Berth__V1__SiteSpec named, full;
     sitespec_canon *cs = NULL;
+    uint64_t route_rev = 0;
     const char *params[4];
     char *spec = NULL;
     PGresult *r = NULL;
@@ -519,11 +527,14 @@ int site_op_update(panel *p, const principal *who, const http_req *req,
     cmd.start = run;
     rc = command_insert(c, site_id, res->node_id, "site.create", &cmd.base, who,
                         res);
+    if (rc == 0)
+        rc = edge_route_touch(c, site_id, &route_rev);
     rc = op_commit(p, &c, rc, res);
     if (rc != 0)
         goto out;
     cmd.command_id = res->command_id;
     command_send(p, "site.create", &cmd.base, res);
+    edge_route_publish(p, site_id, route_rev);
     audit(p, who, req, "site.update", res,
           json_pack("{s:s, s:i}", "image", cs->spec.image, "domains",
                     (int)cs->spec.n_domains));
@@ -587,6 +598,7 @@ int site_op_delete(panel *p, const principal *who, const http_req *req,
                    const char *site_id, int purge, site_result *res)
 {
     Berth__V1__SiteDelete cmd = BERTH__V1__SITE_DELETE__INIT;
+    uint64_t route_rev = 0;
     PGresult *r = NULL;
     db_conn *c = NULL;
     char name[SITESPEC_NAME_MAX + 1] = "";
@@ -606,6 +618,8 @@ int site_op_delete(panel *p, const principal *who, const http_req *req,
     rc = command_insert(c, NULL, res->node_id, "site.delete", &cmd.base, who,
                         res);
     if (rc == 0)
+        rc = edge_route_deleting(c, site_id, &route_rev);
+    if (rc == 0)
         rc = db_run(c, "site_delete", 1, &site_id, &n);
     if (rc == 0 && n != 1)
         rc = BERTH_ENOENT;
@@ -615,6 +629,7 @@ int site_op_delete(panel *p, const principal *who, const http_req *req,
     store_grant_drop(p->store, NULL, site_id);
     cmd.command_id = res->command_id;
     command_send(p, "site.delete", &cmd.base, res);
+    edge_route_deleted(p, site_id, route_rev);
     audit(p, who, req, "site.delete", res,
           json_pack("{s:s, s:b}", "name", name, "purge", purge != 0));
 out:
@@ -755,10 +770,14 @@ void sites_get(panel *p, http_req *req, http_resp *resp)
         site_access(p, &who, id, PERM_SITE_READ, resp) != 0)
         return;
     rc = site_query_one(p, "site_get", id, &r);
-    if (rc != 0)
+    if (rc != 0) {
         api_db_error(resp, rc, "site");
-    else
-        http_json(resp, 200, site_json(p, r, 0));
+    } else {
+        json_t *site = site_json(p, r, 0);
+
+        json_object_set_new(site, "certificates", edge_site_certs(p, id));
+        http_json(resp, 200, site);
+    }
     PQclear(r);
 }
 

@@ -25,6 +25,7 @@
 #include "common/id.h"
 #include "common/log.h"
 #include "node.pb-c.h"
+#include "svc-panel/edge.h"
 #include "svc-panel/nodes.h"
 #include "svc-panel/sitespec.h"
 
@@ -294,6 +295,8 @@ static int apply_status(panel *p, bus_msg *m)
     rc = db_run(c, "site_set_status", 5, params, NULL);
     if (rc == 0)
         log_debug("site status", "site=%s state=%s", site, params[1]);
+    if (rc == 0) /* the edge's route follows the state and upstream */
+        rc = edge_site_status(p, c, site, st->state, st->upstream);
 out:
     if (c != NULL)
         db_release(p->db, c);
