@@ -61,6 +61,7 @@ typedef struct route {
 typedef struct host {
     hent h; /* key: the domain */
     route *owner;
+    int claims; /* routes that list it (more than one: crossed events) */
 } host;
 
 /* What one change does: runtime map operations and hook calls. */
@@ -399,11 +400,12 @@ static void batch_ev(batch *b, const char *domain, const char *site)
 
 /* ------------------------------------------------------------ changes */
 
-/* The route that should own name now: the claimant with the highest
- * revision. r just changed; cur is the previous owner. Only when the owner
- * lets go is every route looked at. */
-static route *owner_of(edge_routes *R, const char *name, route *r, route *cur)
+/* The route that should own h now: the claimant with the highest
+ * revision. r just changed; cur is the previous owner. Every route is
+ * looked at only when the owner let go of a name others claim too. */
+static route *owner_of(edge_routes *R, const host *h, route *r, route *cur)
 {
+    const char *name = h->h.key;
     route *best = NULL;
     size_t i;
     hent *e;
@@ -412,7 +414,7 @@ static route *owner_of(edge_routes *R, const char *name, route *r, route *cur)
         best = cur;
     if (route_claims(r, name) && (best == NULL || r->revision > best->revision))
         best = r;
-    if (best != NULL || cur != r)
+    if (best != NULL || cur != r || h->claims == 0)
         return best;
     for (i = 0; i < R->sites.nb; i++) {
         for (e = R->sites.b[i]; e != NULL; e = e->next) {
@@ -426,6 +428,12 @@ static route *owner_of(edge_routes *R, const char *name, route *r, route *cur)
     return best;
 }
 
+static int names_have(char **names, int n, const char *name)
+{
+    return n > 0 && bsearch(&name, names, (size_t)n, sizeof(char *),
+                            cmp_str) != NULL;
+}
+
 /* Gives r its new state (taking domains, nd sorted unique names) and
  * records in b what that changes for each host it had or has. */
 static void route_replace(edge_routes *R, route *r, char **domains, int nd,
@@ -434,7 +442,7 @@ static void route_replace(edge_routes *R, route *r, char **domains, int nd,
 {
     char **old = r->domains;
     char was[RT_UPSTREAM_MAX + 1], up[RT_UPSTREAM_MAX + 1];
-    int nold = r->ndomains, i, j, pass;
+    int nold = r->ndomains, i, pass;
 
     /* r's old value is what the map holds for the hosts it owned. */
     snprintf(was, sizeof(was), "%s", route_value(r));
@@ -454,31 +462,16 @@ static void route_replace(edge_routes *R, route *r, char **domains, int nd,
 
         for (i = 0; i < n; i++) {
             const char *name = names[i];
+            int had = pass == 1 || names_have(old, nold, name);
             host *h = (host *)ht_get(&R->hosts, name);
             route *cur = h != NULL ? h->owner : NULL, *best;
             char before[RT_UPSTREAM_MAX + 1] = "";
-            const char *after;
 
-            if (pass == 1) {
-                for (j = 0; j < nd && strcmp(domains[j], name) != 0; j++)
-                    ;
-                if (j < nd)
-                    continue;
-            }
-            if (h != NULL)
+            if (pass == 1 && names_have(domains, nd, name))
+                continue;
+            if (cur != NULL)
                 snprintf(before, sizeof(before), "%s",
                          cur == r ? was : route_value(cur));
-            best = owner_of(R, name, r, cur);
-            if (best == NULL && h != NULL) {
-                ht_take(&R->hosts, name);
-                free(h->h.key);
-                free(h);
-                batch_op(b, name, "");
-                batch_ev(b, name, "");
-                continue;
-            }
-            if (best == NULL)
-                continue;
             if (h == NULL) {
                 h = calloc(1, sizeof(*h));
                 if (h == NULL || (h->h.key = strdup(name)) == NULL) {
@@ -490,10 +483,24 @@ static void route_replace(edge_routes *R, route *r, char **domains, int nd,
                 }
                 ht_put(&R->hosts, &h->h);
             }
+            if (pass == 0 && !had)
+                h->claims++;
+            else if (pass == 1)
+                h->claims--;
+            best = owner_of(R, h, r, cur);
             h->owner = best;
-            after = route_value(best);
-            if (strcmp(before, after) != 0)
-                batch_op(b, name, after);
+            if (best == NULL) {
+                ht_take(&R->hosts, name);
+                free(h->h.key);
+                free(h);
+                if (cur != NULL) {
+                    batch_op(b, name, "");
+                    batch_ev(b, name, "");
+                }
+                continue;
+            }
+            if (strcmp(before, route_value(best)) != 0)
+                batch_op(b, name, route_value(best));
             if (best != cur)
                 batch_ev(b, name, best->h.key);
         }
@@ -777,6 +784,43 @@ static void prune(edge_routes *R)
     }
 }
 
+/* Applies a complete route list: its routes as route.set messages, and
+ * what it lacks removed unless the table has news of it (a revision newer
+ * than the list's). Caller holds mu; b collects the changes. */
+static void heal_apply(edge_routes *R, const Berth__V1__RouteList *list,
+                       batch *b, int *set, int *removed)
+{
+    size_t i;
+    hent *e;
+
+    R->heal_gen++;
+    for (i = 0; i < list->n_routes; i++) {
+        const Berth__V1__RouteSet *m = list->routes[i];
+        route *r;
+
+        if (m == NULL || !site_id_valid(m->site_id))
+            continue;
+        *set += apply_set(R, m->site_id, m, b) > 0;
+        r = route_get(R, m->site_id);
+        if (r != NULL)
+            r->seen = R->heal_gen;
+    }
+    for (i = 0; i < R->sites.nb; i++) {
+        for (e = R->sites.b[i]; e != NULL; e = e->next) {
+            route *r = (route *)e;
+
+            if (!r->gone && r->seen != R->heal_gen &&
+                r->revision <= list->revision)
+                *removed += apply_del(R, r->h.key, list->revision, 1, b) > 0;
+        }
+    }
+    if (list->revision > R->floor) {
+        R->floor = list->revision;
+        b->changed = 1;
+    }
+    prune(R);
+}
+
 /* Asks the panel for every route and applies the answer. Returns 0 or a
  * berth code (BERTH_ENORESP: no panel answers). */
 static int heal(edge_routes *R)
@@ -787,15 +831,13 @@ static int heal(edge_routes *R)
     int set = 0, removed = 0;
     bus_error err = {0};
     batch b = {0};
-    size_t i;
-    hent *e;
     int rc;
 
     rc = bus_request(R->bus, "route.list", &req.base, RT_LIST_TIMEOUT_MS,
                      (ProtobufCMessage **)&list, &err);
     if (rc != 0) {
         /* Said once per outage: the keeper asks again every few seconds. */
-        log_emit(R->heal_failing   ? LOG_DEBUG
+        log_emit(R->heal_failing       ? LOG_DEBUG
                  : rc == BERTH_ENORESP ? LOG_INFO
                                        : LOG_WARN,
                  "route list not available; asking again later",
@@ -805,34 +847,7 @@ static int heal(edge_routes *R)
     }
     R->heal_failing = 0;
     pthread_mutex_lock(&R->mu);
-    R->heal_gen++;
-    for (i = 0; i < list->n_routes; i++) {
-        const Berth__V1__RouteSet *m = list->routes[i];
-        route *r;
-
-        if (m == NULL || !site_id_valid(m->site_id))
-            continue;
-        if (apply_set(R, m->site_id, m, &b) > 0)
-            set++;
-        r = route_get(R, m->site_id);
-        if (r != NULL)
-            r->seen = R->heal_gen;
-    }
-    /* What the list lacks is gone, unless the table has news of it. */
-    for (i = 0; i < R->sites.nb; i++) {
-        for (e = R->sites.b[i]; e != NULL; e = e->next) {
-            route *r = (route *)e;
-
-            if (!r->gone && r->seen != R->heal_gen &&
-                r->revision <= list->revision)
-                removed += apply_del(R, r->h.key, list->revision, 1, &b) > 0;
-        }
-    }
-    if (list->revision > R->floor) {
-        R->floor = list->revision;
-        b.changed = 1;
-    }
-    prune(R);
+    heal_apply(R, list, &b, &set, &removed);
     batch_finish(R, &b);
     if (set + removed > 0)
         log_info("routes healed from the panel's list",

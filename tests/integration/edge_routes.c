@@ -257,15 +257,39 @@ static void publish_del_rev(const char *site, uint64_t rev)
     pthread_mutex_unlock(&model_mu);
 }
 
-/* route.list, answered from the model. */
+/* route.list, answered from the model, plus bulk_n generated routes
+ * "bulk-NNNNN" -> bNNNNN.bulk.test. */
+static int bulk_n;
+
 static int on_route_list(bus_msg *msg, void *ud)
 {
     Berth__V1__RouteList list = BERTH__V1__ROUTE_LIST__INIT;
-    Berth__V1__RouteSet sets[MODEL_MAX], *ptrs[MODEL_MAX];
+    Berth__V1__RouteSet *sets, **ptrs;
+    char (*names)[64], (*ids)[32], **dp;
     int i, n = 0, rc;
 
     (void)ud;
     pthread_mutex_lock(&model_mu);
+    sets = calloc((size_t)(MODEL_MAX + bulk_n), sizeof(*sets));
+    ptrs = calloc((size_t)(MODEL_MAX + bulk_n), sizeof(*ptrs));
+    names = calloc((size_t)bulk_n + 1, sizeof(*names));
+    ids = calloc((size_t)bulk_n + 1, sizeof(*ids));
+    dp = calloc((size_t)bulk_n + 1, sizeof(*dp));
+    ck_assert(sets && ptrs && names && ids && dp);
+    for (i = 0; i < bulk_n; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "bulk-%05d", i);
+        snprintf(names[i], sizeof(names[i]), "b%05d.bulk.test", i);
+        dp[i] = names[i];
+        berth__v1__route_set__init(&sets[n]);
+        sets[n].site_id = ids[i];
+        sets[n].domains = &dp[i];
+        sets[n].n_domains = 1;
+        sets[n].upstream = up1;
+        sets[n].running = 1;
+        sets[n].revision = 50;
+        ptrs[n] = &sets[n];
+        n++;
+    }
     for (i = 0; i < MODEL_MAX; i++) {
         if (!model[i].used)
             continue;
@@ -284,6 +308,11 @@ static int on_route_list(bus_msg *msg, void *ud)
     list.revision = revision;
     rc = bus_reply(msg, &list.base);
     pthread_mutex_unlock(&model_mu);
+    free(sets);
+    free(ptrs);
+    free(names);
+    free(ids);
+    free(dp);
     return rc;
 }
 
@@ -713,6 +742,33 @@ START_TEST(route_list_heals_missed_events)
 }
 END_TEST
 
+START_TEST(ten_thousand_routes_from_scratch)
+{
+    char path[1100];
+    int64_t t0;
+    double ms;
+
+    /* A new edge with nothing on disk; the panel lists 10,000 routes. */
+    ck_assert_int_eq(h_proc_stop(&edge, SIGTERM, 10000), 0);
+    h_proc_free(&edge);
+    snprintf(path, sizeof(path), "%s/maps/hosts.map", edge_dir);
+    ck_assert_int_eq(unlink(path), 0);
+    bulk_n = 10000;
+    t0 = clock_mono_ms();
+    start_edge();
+    ms = wait_page("b09999.bulk.test", 0, 200, "site one", 20000);
+    ck_assert(ms >= 0);
+    printf("edge: 10000 routes from route.list, edge start -> all served: "
+           "%lld ms\n",
+           (long long)(clock_mono_ms() - t0));
+    fflush(stdout);
+    ck_assert_int_eq(h_wait_log(edge_log, "routes=10", 1000), 0);
+    expect_page("b00000.bulk.test", 200, "site one");
+    expect_page("healed.example.test", 200, "site one");
+    ck_assert_int_eq(reloads(), 0);
+}
+END_TEST
+
 START_TEST(sigterm_stops_haproxy_too)
 {
     long hx = pid_file();
@@ -747,6 +803,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, haproxy_killed_is_restarted_with_every_route);
     tcase_add_test(tc, haproxy_never_reloads);
     tcase_add_test(tc, route_list_heals_missed_events);
+    tcase_add_test(tc, ten_thousand_routes_from_scratch);
     tcase_add_test(tc, sigterm_stops_haproxy_too);
     suite_add_tcase(s, tc);
     return s;
