@@ -32,6 +32,7 @@
 #include "svc-panel/nodes.h"
 #include "svc-panel/panel.h"
 #include "svc-panel/routes.h"
+#include "svc-panel/shell.h"
 #include "svc-panel/sites.h"
 #include "svc-panel/store.h"
 #include "svc-panel/tokens.h"
@@ -270,6 +271,8 @@ int main(int argc, char **argv)
     rc = events_start(p.events);
     if (rc == 0)
         rc = tokens_start(&p);
+    if (rc == 0)
+        rc = shell_start(&p);
     if (rc == 0)
         rc = sig_start_thread(on_signal, &p);
     if (rc != 0)

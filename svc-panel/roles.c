@@ -17,6 +17,7 @@
 
 #include "common/err.h"
 #include "svc-panel/api.h"
+#include "svc-panel/shell.h"
 #include "svc-panel/store.h"
 
 static json_t *role_json(const store_role *r)
@@ -234,6 +235,7 @@ void roles_update(panel *p, http_req *req, http_resp *resp)
     db_conn *c = NULL;
     principal who;
     store_role r;
+    uint32_t old_perms;
     int rc;
 
     if (api_auth(p, req, resp, &who) != 0 ||
@@ -260,6 +262,7 @@ void roles_update(panel *p, http_req *req, http_resp *resp)
         http_error(resp, 400, BERTH_EINVAL, "nothing to update");
         goto out;
     }
+    old_perms = r.perms;
     if (perms != NULL &&
         parse_perms(perms, &r.perms, r.names, sizeof(r.names), resp) != 0)
         goto out;
@@ -286,6 +289,9 @@ void roles_update(panel *p, http_req *req, http_resp *resp)
     snprintf(r.name, sizeof(r.name), "%s", PQgetvalue(res, 0, 1));
     snprintf(r.updated_at, sizeof(r.updated_at), "%s", PQgetvalue(res, 0, 3));
     store_role_put(p->store, &r);
+    /* Holders of a role that lost site permissions lose their sessions. */
+    if ((old_perms & ~r.perms & PERM_SITE_SCOPED) != 0)
+        shell_revoke_role(p, r.id, "role permissions reduced");
     resp->status = 200;
     api_audit(p, &who, req, "role.update", r.name, 200,
               json_pack("{s:i, s:s}", "id", r.id, "permissions", r.names));

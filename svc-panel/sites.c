@@ -41,6 +41,7 @@
 #include "svc-panel/edge.h"
 #include "svc-panel/nodes.h"
 #include "svc-panel/routes.h"
+#include "svc-panel/shell.h"
 #include "svc-panel/sitespec.h"
 #include "svc-panel/store.h"
 
@@ -627,6 +628,7 @@ int site_op_delete(panel *p, const principal *who, const http_req *req,
     if (rc != 0)
         goto out;
     store_grant_drop(p->store, NULL, site_id);
+    shell_revoke_site(p, site_id, "site deleted");
     cmd.command_id = res->command_id;
     command_send(p, "site.delete", &cmd.base, res);
     edge_route_deleted(p, site_id, route_rev);
@@ -970,7 +972,8 @@ void sites_grants_set(panel *p, http_req *req, http_resp *resp)
     json_t *body = NULL, *arr, *v;
     PGresult *r = NULL;
     principal who;
-    uint32_t bits = 0, mine;
+    uint32_t bits = 0, mine, old, role;
+    int exists = 0;
     size_t i, used = 0;
     store_user u;
     int rc;
@@ -1039,7 +1042,11 @@ void sites_grants_set(panel *p, http_req *req, http_resp *resp)
         api_db_error(resp, rc, "site");
         goto out;
     }
+    /* What the user held on the site before and after, role included. */
+    role = store_user_perms(p->store, user_id, &exists);
+    old = store_grant_get(p->store, user_id, id);
     store_grant_set(p->store, user_id, id, bits);
+    shell_revoke_lost(p, user_id, id, role | old, role | bits, "grant reduced");
     http_json(resp, 200,
               json_pack("{s:s, s:s, s:O}", "siteId", id, "userId", user_id,
                         "permissions", arr));

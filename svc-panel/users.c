@@ -30,6 +30,7 @@
 #include "common/id.h"
 #include "common/log.h"
 #include "svc-panel/api.h"
+#include "svc-panel/shell.h"
 #include "svc-panel/store.h"
 
 #define PFP_MAX (1u << 20)
@@ -566,7 +567,8 @@ void users_update(panel *p, http_req *req, http_resp *resp)
     PGresult *res = NULL;
     principal who;
     store_user u;
-    int role_id = 0;
+    uint32_t old_perms;
+    int role_id = 0, exists = 0;
     int rc;
 
     if (api_auth(p, req, resp, &who) != 0)
@@ -615,6 +617,7 @@ void users_update(panel *p, http_req *req, http_resp *resp)
     }
     if (role_id != 0)
         snprintf(role, sizeof(role), "%d", role_id);
+    old_perms = store_user_perms(p->store, id, &exists);
     rc = update_user_tx(p, id, name, email, password ? hash : NULL,
                         role_id ? role : NULL, &res);
     if (rc == 0 && PQntuples(res) != 1)
@@ -626,6 +629,13 @@ void users_update(panel *p, http_req *req, http_resp *resp)
     }
     row_user(res, 0, &u);
     store_user_put(p->store, &u);
+    /* SSH sessions end with a new password or a lost permission. */
+    if (password != NULL)
+        shell_revoke_user(p, id, NULL, "password changed");
+    else
+        shell_revoke_lost(p, id, NULL, old_perms,
+                          store_user_perms(p->store, id, &exists),
+                          "role changed");
     if (password != NULL) {
         /* A new password ends every session of the user. */
         PGresult *r2 = NULL;
@@ -670,6 +680,7 @@ void users_delete(panel *p, http_req *req, http_resp *resp)
     }
     store_user_del(p->store, id);
     store_grant_drop(p->store, id, NULL);
+    shell_revoke_user(p, id, NULL, "user deleted");
     resp->status = 200;
     api_audit(p, &who, req, "user.delete", id, 200, NULL);
 }
