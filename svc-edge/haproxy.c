@@ -949,7 +949,7 @@ static int base_files(edge_haproxy *h)
         rc = crt_list_write(h);
         pthread_mutex_unlock(&h->cert_mu);
     }
-    if (rc == 0 && !h->external)
+    if (rc == 0) /* an external HAProxy is to be started with it */
         rc = write_config(h);
     if (rc != 0)
         log_error("haproxy files", "dir=%s error=%s", h->dir,
