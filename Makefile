@@ -43,7 +43,7 @@ DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
             libjansson-dev libsodium-dev libcurl4-openssl-dev libssl-dev \
             libwebsockets-dev libpq-dev postgresql wrk busybox-static check curl \
             haproxy pebble libssh-dev openssh-client \
-            ca-certificates
+            node-xterm node-chart.js chromium chromium-driver ca-certificates
 
 # ---------------------------------------------------------------- sources
 PROTOS      := $(wildcard schemas/*.proto)

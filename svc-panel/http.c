@@ -310,6 +310,7 @@ void http_conn_begin(conn *c)
     c->keep_10 = 0;
     c->head = 0;
     c->o_path = c->o_query = c->o_auth = c->o_ctype = c->o_ua = NO_STR;
+    c->o_inm = NO_STR;
 }
 
 /* Appends n bytes and a NUL to strs; returns the offset or NO_STR. */
@@ -424,6 +425,7 @@ void http_req_fixup(conn *c)
     r->authorization = STR_AT(c->o_auth);
     r->content_type = STR_AT(c->o_ctype);
     r->user_agent = STR_AT(c->o_ua);
+    r->if_none_match = STR_AT(c->o_inm);
     for (i = 0; i < r->nparams; i++)
         r->params[i] = STR_AT(c->o_params[i]);
 #undef STR_AT
@@ -454,6 +456,7 @@ int http_read_request(conn *c, const char *uri, size_t urilen)
     c->o_auth = strs_header(c, WSI_TOKEN_HTTP_AUTHORIZATION, &err);
     c->o_ctype = strs_header(c, WSI_TOKEN_HTTP_CONTENT_TYPE, &err);
     c->o_ua = strs_header(c, WSI_TOKEN_HTTP_USER_AGENT, &err);
+    c->o_inm = strs_header(c, WSI_TOKEN_HTTP_IF_NONE_MATCH, &err);
     return err ? BERTH_ETOOBIG : 0;
 }
 

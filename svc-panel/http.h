@@ -57,6 +57,7 @@ typedef struct http_req {
     const char *authorization; /* the Authorization header, or NULL */
     const char *content_type;  /* or NULL */
     const char *user_agent;    /* or NULL */
+    const char *if_none_match; /* or NULL (static files, svc-panel/static.c) */
     const char *body;          /* NUL-terminated; "" when there is none */
     size_t body_len;
     char ip[64];               /* the peer's address */

@@ -72,7 +72,8 @@ typedef struct conn {
     int64_t t0;
     http_req req;
     buf strs; /* path, query, headers, params; NUL-separated */
-    size_t o_path, o_query, o_auth, o_ctype, o_ua, o_params[HTTP_MAX_PARAMS];
+    size_t o_path, o_query, o_auth, o_ctype, o_ua, o_inm;
+    size_t o_params[HTTP_MAX_PARAMS];
     buf body;
     size_t cap;             /* this route's body cap */
     uint64_t content_length;

@@ -1,6 +1,7 @@
 /* routes.c - the panel's HTTP routes, in one table. FAST routes answer on
  * the event loop from memory; the rest run on worker threads. */
 #include "svc-panel/routes.h"
+#include "svc-panel/static.h"
 
 /* clang-format off */
 const http_route panel_routes[] = {
@@ -47,6 +48,11 @@ const http_route panel_routes[] = {
     {HTTP_GET,    "/sites/:id/grants", sites_grants_list, 0},
     {HTTP_PUT,    "/sites/:id/grants/:userId", sites_grants_set, 0},
     {HTTP_GET,    "/commands/:id",    commands_get,       0},
+
+    /* the web UI (static.c) */
+    {HTTP_GET,    "/",                static_index,       0},
+    {HTTP_GET,    "/ui/*",            static_ui,          0},
+    {HTTP_GET,    "/vendor/:lib/*",   static_vendor,      0},
 
     {0, NULL, NULL, 0},
 };
