@@ -464,12 +464,15 @@ static void came_up(edge_haproxy *h)
 
     pthread_mutex_lock(&h->mu);
     h->up = 1;
-    h->starts++;
-    pthread_cond_broadcast(&h->cv);
     pthread_mutex_unlock(&h->mu);
     hx_challenges_reapply(h);
     for (i = 0; i < h->ncallbacks; i++)
         h->callbacks[i].fn(h->callbacks[i].ud);
+    /* Counted once the state is back: edge_haproxy_start() waits for it. */
+    pthread_mutex_lock(&h->mu);
+    h->starts++;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
 }
 
 static void went_down(edge_haproxy *h)
@@ -747,7 +750,7 @@ int edge_haproxy_start(edge_haproxy *h)
     h->thread_started = 1;
     end = clock_mono_ms() + HX_START_WAIT_MS;
     pthread_mutex_lock(&h->mu);
-    while (!h->up && clock_mono_ms() < end) {
+    while (h->starts == 0 && clock_mono_ms() < end) {
         struct timespec ts;
 
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -758,7 +761,7 @@ int edge_haproxy_start(edge_haproxy *h)
         }
         pthread_cond_timedwait(&h->cv, &h->mu, &ts);
     }
-    up = h->up;
+    up = h->starts > 0;
     pthread_mutex_unlock(&h->mu);
     if (!up) {
         log_warn("haproxy not answering yet; still trying", "socket=%s",

@@ -88,8 +88,8 @@ int edge_haproxy_new(const edge_haproxy_cfg *cfg, edge_haproxy **out);
 /* Writes the base configuration (and the default certificate, the empty
  * maps and crt-list when missing), starts and supervises HAProxy (or starts
  * watching the given socket) and waits up to 15 s until the admin socket
- * answers. Returns 0, BERTH_ETIMEDOUT (the supervisor keeps trying), or
- * another berth code. */
+ * answers and the on_restart callbacks have run once. Returns 0,
+ * BERTH_ETIMEDOUT (the supervisor keeps trying), or another berth code. */
 int edge_haproxy_start(edge_haproxy *h);
 
 /* Stops the supervisor and our HAProxy (SIGTERM, SIGKILL after 5 s) and

@@ -65,7 +65,7 @@ struct edge_haproxy {
     pthread_cond_t cv;
     pid_t pid;       /* our master process, 0 when none */
     int up;          /* the admin socket answered since the last start */
-    long starts;     /* times HAProxy came up */
+    long starts;     /* starts of HAProxy whose callbacks have run */
     long ext_reloads; /* external: worker pid changes seen */
     int stopping;
     pthread_t thread;

@@ -151,13 +151,15 @@ static int run(edge_haproxy *h, const char *cmd, const char *const *ok,
         }
     }
     {
-        char head[160];
+        /* The command's first line (no payload) and the answer, cut. */
+        char head[512], answer[300];
         const char *nl = strchr(cmd, '\n');
 
         snprintf(head, sizeof(head), "%.*s",
                  (int)(nl ? (size_t)(nl - cmd) : strlen(cmd)), cmd);
-        log_warn("haproxy refused a command", "command=%s answer=%.*s", head,
-                 (int)(n > 300 ? 300 : n), out.data);
+        snprintf(answer, sizeof(answer), "%.*s", (int)n, out.data);
+        log_warn("haproxy refused a command", "command=%s answer=%s", head,
+                 answer);
     }
     rc = BERTH_EIO;
 out:
@@ -569,9 +571,12 @@ int edge_haproxy_cert_install(edge_haproxy *h, const char *domain,
 
 int edge_haproxy_cert_remove(edge_haproxy *h, const char *domain)
 {
-    static const char *const gone_list[] = {"deleted in crtlist",
-                                            "can't be found", NULL};
-    static const char *const gone_cert[] = {"deleted!", "doesn't exist", NULL};
+    /* Deleted, or not there (HAProxy words it several ways). */
+    static const char *const gone_list[] = {
+        "deleted in crtlist", "can't be found", "does not exist",
+        "doesn't exist", NULL};
+    static const char *const gone_cert[] = {"deleted!", "doesn't exist",
+                                            "does not exist", NULL};
     char file[PATH_MAX + 300], cmd[PATH_MAX * 2 + 700];
     int rc;
 
