@@ -22,7 +22,7 @@ OBJ      := $(B)/obj/$(VARIANT)
 GEN      := $(B)/gen
 
 PKGS     := libnats libprotobuf-c jansson libsodium libcurl openssl \
-            libwebsockets libpq libssh
+            libwebsockets libpq libssh zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
@@ -42,7 +42,7 @@ DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
             protobuf-c-compiler libprotobuf-c-dev libnats-dev nats-server \
             libjansson-dev libsodium-dev libcurl4-openssl-dev libssl-dev \
             libwebsockets-dev libpq-dev postgresql wrk busybox-static check curl \
-            haproxy pebble libssh-dev openssh-client \
+            haproxy pebble libssh-dev openssh-client zlib1g-dev \
             node-xterm node-chart.js chromium chromium-driver ca-certificates
 
 # ---------------------------------------------------------------- sources

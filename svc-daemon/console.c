@@ -154,6 +154,10 @@ struct daemon_console {
     char *rbuf; /* CON_READ_MAX */
     char *cbuf; /* chunk_bytes */
     bool publish_failing;
+
+    /* The in-process watcher (mu). */
+    daemon_console_watch_fn watch;
+    void *watch_ud;
 };
 
 /* A chunk (with a drop notice before it when dropped > 0) taken from a
@@ -741,14 +745,22 @@ static bool con_send(daemon_console *c, const con_out *o)
     pthread_mutex_lock(&c->mu);
     s = con_site_find(c, o->site);
     if (s != NULL && s->gen == o->gen) {
-        if (notice_ok)
+        if (notice_ok) {
             con_ring_append(&s->ring, o->notice, o->notice_len);
-        else
+            if (c->watch != NULL)
+                c->watch(c->watch_ud, s->id, o->seq, CON_SYSTEM, o->notice,
+                         o->notice_len);
+        } else {
             s->dropped += o->dropped;
-        if (data_ok)
+        }
+        if (data_ok) {
             con_ring_append(&s->ring, c->cbuf, o->len);
-        else
+            if (c->watch != NULL)
+                c->watch(c->watch_ud, s->id, o->seq + (notice_ok ? 1 : 0),
+                         o->stream, c->cbuf, o->len);
+        } else {
             s->dropped += o->len;
+        }
         s->seq += (notice_ok ? 1 : 0) + (data_ok ? 1 : 0);
     }
     pthread_mutex_unlock(&c->mu);
@@ -1227,6 +1239,39 @@ out:
     pthread_mutex_unlock(&c->mu);
     if (rc == 0 && len > 0)
         con_wake(c);
+    return rc;
+}
+
+void daemon_console_watch(daemon_console *c, daemon_console_watch_fn fn,
+                          void *ud)
+{
+    pthread_mutex_lock(&c->mu);
+    c->watch = fn;
+    c->watch_ud = ud;
+    pthread_mutex_unlock(&c->mu);
+}
+
+int daemon_console_replay(daemon_console *c, const char *site, size_t max,
+                          char **data, size_t *len, uint64_t *next_seq)
+{
+    con_site *s;
+    int rc = 0;
+
+    *data = NULL;
+    *len = 0;
+    *next_seq = 0;
+    pthread_mutex_lock(&c->mu);
+    s = site != NULL ? con_site_find(c, site) : NULL;
+    if (s != NULL && s->ring.len > 0) {
+        *data = malloc(max == 0 || max > s->ring.len ? s->ring.len : max);
+        if (*data != NULL)
+            *len = con_ring_tail(&s->ring, max, *data);
+        else
+            rc = BERTH_ENOMEM;
+    }
+    if (s != NULL)
+        *next_seq = s->seq;
+    pthread_mutex_unlock(&c->mu);
     return rc;
 }
 

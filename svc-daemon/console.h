@@ -50,6 +50,14 @@
  * daemon_console_write() does the same for the daemon itself (a site's
  * stop command).
  *
+ * Watching in-process. The daemon's own viewers (the direct server's
+ * console websockets) need not go through NATS: daemon_console_watch()
+ * installs one function that sees every chunk at the moment it enters the
+ * ring, with its sequence number, and daemon_console_replay() reads the
+ * ring and next_seq the same way console.replay does. A viewer that starts
+ * watching, then reads the replay, and skips chunks with seq < next_seq
+ * sees every byte once.
+ *
  * Threads: the console thread owns the connections and alone publishes;
  * every function here may be called from any thread. The bus has no
  * unsubscribe, so its handlers outlive the console: after
@@ -125,6 +133,26 @@ void daemon_console_forget(daemon_console *c, const char *site);
  * BERTH_ETOOBIG when the input queue would pass input_max. */
 int daemon_console_write(daemon_console *c, const char *site,
                          const void *data, size_t len);
+
+/* Called on the console thread, with the console's lock held, for every
+ * chunk as it enters site's ring: seq as published, stream one of
+ * BERTH__V1__CONSOLE_STREAM__*, data valid during the call only. It must
+ * be quick and must not call back into the console. */
+typedef void (*daemon_console_watch_fn)(void *ud, const char *site,
+                                        uint64_t seq, int stream,
+                                        const void *data, size_t len);
+
+/* Installs fn (NULL: none) as the console's one watcher. Once this
+ * returns, the previous watcher is no longer called. */
+void daemon_console_watch(daemon_console *c, daemon_console_watch_fn fn,
+                          void *ud);
+
+/* Copies the newest max bytes (0: all) of site's ring into *data (caller
+ * frees; NULL when empty) and its length into *len, and the sequence
+ * number the next chunk will carry into *next_seq. A site never seen has
+ * an empty ring and next_seq 0. Returns 0 or BERTH_ENOMEM. */
+int daemon_console_replay(daemon_console *c, const char *site, size_t max,
+                          char **data, size_t *len, uint64_t *next_seq);
 
 /* Publishes one line from berth itself (CONSOLE_STREAM_SYSTEM, "[berth] "
  * prefixed, newline added) on the site's console and keeps it in the

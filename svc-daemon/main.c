@@ -6,7 +6,9 @@
  * heartbeats; the site supervisor (sites.c) has an events thread, a
  * supervisor thread and the command worker; the console (console.c) and
  * the stats (stats.c) have a thread each. nats.c delivers bus messages on
- * its own threads; file requests (files.c) run on one of them. The Docker
+ * its own threads; file requests (files.c) run on one of them. The direct
+ * server (direct.c) has a loop thread for browsers' consoles and file
+ * transfers, a few workers and a thread for the panel's key. The Docker
  * client is shared: each call makes its own connection (docker.h).
  */
 #include <limits.h>
@@ -17,6 +19,7 @@
 #include "common/log.h"
 #include "common/version.h"
 #include "svc-daemon/console.h"
+#include "svc-daemon/direct.h"
 #include "svc-daemon/docker.h"
 #include "svc-daemon/files.h"
 #include "svc-daemon/node.h"
@@ -41,6 +44,24 @@ static const cfg_key daemon_keys[] = {
      "remove containers of sites the panel does not list", 0, 0, 0},
     {"BERTH_STATS_INTERVAL_MS", CFG_INT, "1000",
      "interval of container and node stats", 100, 60000, 0},
+    {"BERTH_DAEMON_ADDR", CFG_STR, DAEMON_DIRECT_ADDR_DEFAULT,
+     "address of the direct server browsers use for consoles and files "
+     "(empty: off)", 0, 0, 0},
+    {"BERTH_DAEMON_TLS_CERT", CFG_STR, NULL,
+     "PEM certificate (chain) of the direct server; with the key: HTTPS", 0,
+     0, 0},
+    {"BERTH_DAEMON_TLS_KEY", CFG_STR, NULL,
+     "PEM private key of the direct server", 0, 0, CFG_SECRET},
+    {"BERTH_DAEMON_PANEL_ORIGIN", CFG_STR, NULL,
+     "the panel's origin (https://panel.example.com) browsers come from; "
+     "unset: any", 0, 0, 0},
+    {"BERTH_DAEMON_UPLOAD_MAX", CFG_INT, "17179869184",
+     "largest file one upload may write, in bytes", 1, 0x7fffffffffffffffLL,
+     0},
+    {"BERTH_DAEMON_EXTRACT_MAX", CFG_INT, "4294967296",
+     "most bytes one archive may unpack to", 1, 0x7fffffffffffffffLL, 0},
+    {"BERTH_DAEMON_EXTRACT_ENTRIES", CFG_INT, "100000",
+     "most entries one archive may hold", 1, 100000000, 0},
     {0},
 };
 
@@ -61,6 +82,7 @@ int main(int argc, char **argv)
     daemon_docker *docker = NULL;
     daemon_node *node = NULL;
     daemon_console *console = NULL;
+    daemon_direct *direct = NULL;
     daemon_stats *stats = NULL;
     daemon_sites *sites = NULL;
     daemon_files *files = NULL;
@@ -135,6 +157,38 @@ int main(int argc, char **argv)
         &files);
     if (rc != 0)
         goto out;
+    if (config_str(s.cfg, "BERTH_DAEMON_ADDR") != NULL &&
+        config_str(s.cfg, "BERTH_DAEMON_ADDR")[0] != '\0') {
+        rc = daemon_direct_new(
+            &(daemon_direct_cfg){
+                .bus = s.bus,
+                .node_id = daemon_node_id(node),
+                .version = BERTH_VERSION,
+                .data_dir = data_dir,
+                .console = console,
+                .sites = sites,
+                .files = files,
+                .addr = config_str(s.cfg, "BERTH_DAEMON_ADDR"),
+                .tls_cert = config_str(s.cfg, "BERTH_DAEMON_TLS_CERT"),
+                .tls_key = config_str(s.cfg, "BERTH_DAEMON_TLS_KEY"),
+                .panel_origin = config_str(s.cfg, "BERTH_DAEMON_PANEL_ORIGIN"),
+                .upload_max =
+                    (uint64_t)config_int(s.cfg, "BERTH_DAEMON_UPLOAD_MAX"),
+                .extract_max =
+                    (uint64_t)config_int(s.cfg, "BERTH_DAEMON_EXTRACT_MAX"),
+                .extract_entries = (uint32_t)config_int(
+                    s.cfg, "BERTH_DAEMON_EXTRACT_ENTRIES"),
+            },
+            &direct);
+        /* A taken port leaves the sites running, without the direct
+         * server; a wrong setting stops the start. */
+        if (rc == BERTH_EBUSY)
+            log_error("direct server not started: its port is taken",
+                      "addr=%s", config_str(s.cfg, "BERTH_DAEMON_ADDR"));
+        else if (rc != 0)
+            goto out;
+        rc = 0;
+    }
     daemon_node_count_with(node, count_running, sites);
     rc = daemon_node_start(node);
     if (rc == 0)
@@ -149,6 +203,7 @@ out:
     if (rc != 0)
         log_error("start failed", "service=%s error=%s", daemon_def.service,
                   berth_strerror(rc));
+    daemon_direct_free(direct);
     daemon_files_free(files);
     daemon_sites_free(sites);
     daemon_stats_free(stats);

@@ -879,6 +879,57 @@ static int on_command(bus_msg *m, void *ud)
     return rc != 0 ? BERTH_EUNAVAIL : 0;
 }
 
+/* ------------------------------------------------------------ direct */
+
+int daemon_sites_power(daemon_sites *s, const char *site_id, int action,
+                       char *err, size_t errlen)
+{
+    Berth__V1__SitePower p = BERTH__V1__SITE_POWER__INIT;
+    site_op op = {0};
+    int rc;
+
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    if (site_id == NULL || !bus_token_valid(site_id)) {
+        rc = site_op_fail(&op, BERTH_ENOENT, "site is not on this node");
+        goto out;
+    }
+    p.site_id = (char *)site_id;
+    p.action = action;
+    log_info("power action", "site=%s action=%d from=direct", site_id, action);
+    rc = apply_power(s, &p, &op);
+out:
+    if (rc != 0 && err != NULL && errlen > 0)
+        snprintf(err, errlen, "%s", op.error[0] ? op.error : berth_strerror(rc));
+    return rc;
+}
+
+int daemon_sites_status(daemon_sites *s, const char *site_id,
+                        Berth__V1__SiteStatus *out, char *reason,
+                        size_t reasonlen)
+{
+    site *st = site_id != NULL ? site_get(s, site_id) : NULL;
+
+    berth__v1__site_status__init(out);
+    if (reasonlen > 0)
+        reason[0] = '\0';
+    if (st == NULL)
+        return BERTH_ENOENT;
+    pthread_mutex_lock(&s->mu);
+    out->state = st->state;
+    out->exit_code = st->exit_code;
+    out->oom_killed = st->oom;
+    out->restarts = st->restarts;
+    snprintf(reason, reasonlen, "%s", st->reason);
+    pthread_mutex_unlock(&s->mu);
+    out->site_id = (char *)site_id;
+    out->node_id = s->node;
+    out->reason = reason;
+    out->at_ms = clock_wall_ms();
+    site_put(s, st);
+    return 0;
+}
+
 int sites_commands_start(daemon_sites *s)
 {
     return bus_js_consume(s->bus, "node-commands", s->node, on_command, s,
