@@ -12,6 +12,7 @@
  * server.h and shell_int.h for who owns what). At exit the server stops
  * (sessions ended on the bus) before the bus closes, and is freed after.
  */
+#include <malloc.h>
 #include <stdlib.h>
 
 #include "bus/svc.h"
@@ -53,6 +54,11 @@ int main(int argc, char **argv)
     ssh_key key = NULL;
     int rc;
 
+    /* File transfers allocate and free buffers of a few hundred KiB at a
+     * high rate (SFTP chunks, bus messages). Served from the heap rather
+     * than fresh mmaps, they do not fault in new pages every time. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    mallopt(M_TRIM_THRESHOLD, 8 << 20);
     rc = svc_start(&s, &shell_def, argc, argv);
     if (rc != 0)
         return rc > 0 ? EXIT_SUCCESS : EXIT_FAILURE;

@@ -47,6 +47,9 @@ static const struct {
      "ecdsa-sha2-nistp521,rsa-sha2-512,rsa-sha2-256"},
 };
 
+/* Extra non-blocking polls after a wake-up, before a pump pass. */
+#define SHELL_DRAIN_POLLS 32
+
 /* ------------------------------------------------------------ binding */
 
 /* Splits "host:port", "[v6]:port" or ":port". */
@@ -282,8 +285,13 @@ static void *loop_main(void *arg)
 
     while (!atomic_load(&l->stop)) {
         int timeout = atomic_load(&l->pending) ? 0 : SHELL_TICK_MS;
+        int more = SHELL_DRAIN_POLLS;
 
-        ssh_event_dopoll(l->event, timeout);
+        /* libssh reads 4 KiB per wake-up: take what the sockets already
+         * hold before a pump pass, which then has more to work with. */
+        if (ssh_event_dopoll(l->event, timeout) == SSH_OK)
+            while (more-- > 0 && ssh_event_dopoll(l->event, 0) == SSH_OK)
+                ;
         atomic_store(&l->pending, 0);
         handle_posts(l, take_posts(l), 1);
         pump_all(l);

@@ -92,6 +92,7 @@ struct shell_sftp {
     size_t queued;  /* DATA bytes in outq */
     size_t cached;  /* bytes held by read-ahead chunks */
     uint64_t wgen;  /* bumped by every change to files */
+    int batches;    /* handles with a batch gathering */
     uint64_t ops, bytes_in, bytes_out;
     int64_t job_ns; /* time the jobs took, summed */
 };

@@ -342,6 +342,7 @@ static void batch_send(shell_sftp *s, struct sftp_handle *h)
     int i;
 
     h->batch = NULL;
+    s->batches--;
     j = shell_sftp_file_job(s, done_batch, NULL,
                             BERTH__V1__FILE_OP__FILE_OP_WRITE, h->path);
     if (j == NULL) {
@@ -367,7 +368,7 @@ void shell_sftp_flush_writes(shell_sftp *s)
 {
     int i;
 
-    for (i = 0; i < SFTP_HANDLES; i++) {
+    for (i = 0; i < SFTP_HANDLES && s->batches > 0; i++) {
         if (s->handles[i].batch != NULL)
             batch_send(s, &s->handles[i]);
     }
@@ -419,6 +420,7 @@ void shell_sftp_write(shell_sftp *s, sftp_client_message msg)
         }
         b->off = off;
         h->batch = b;
+        s->batches++;
     }
     memcpy(b->data + b->len, ssh_string_data(msg->data), len);
     b->len += len;
@@ -454,6 +456,7 @@ void shell_sftp_handle_drop(shell_sftp *s, struct sftp_handle *h)
         chunk_clear(s, &h->chunks[i]);
     }
     if (h->batch != NULL) {
+        s->batches--;
         for (i = 0; i < h->batch->n; i++)
             sftp_client_message_free(h->batch->msgs[i]);
         free(h->batch->data);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -222,11 +223,23 @@ static void common_args(char **argv, int *n, const char *prog, const char *key)
     argv[(*n)++] = port_s;
 }
 
+/* CPU seconds used by reaped children (the sftp and ssh clients). */
+static double children_cpu_s(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_CHILDREN, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
 /* Runs one sftp batch command and returns the seconds it took; prints
- * the CPU the shell, the daemon and nats-server spent meanwhile. */
+ * the CPU the shell, the daemon, nats-server and the client spent
+ * meanwhile (what the figure costs, whatever else runs on the machine). */
 static double sftp_timed(const char *key, const char *command)
 {
-    double c0[3] = {cpu_s(sproc.pid), cpu_s(dproc.pid), cpu_s(panel.nats.proc.pid)};
+    double c0[4] = {cpu_s(sproc.pid), cpu_s(dproc.pid),
+                    cpu_s(panel.nats.proc.pid), children_cpu_s()};
     double secs;
     char file[1100];
     char *argv[32];
@@ -251,9 +264,10 @@ static double sftp_timed(const char *key, const char *command)
     }
     buf_free(&out);
     secs = (double)(clock_mono_ns() - t0) / 1e9;
-    printf("shell  CPU during the transfer: shell %.2f s, daemon %.2f s, "
-           "nats-server %.2f s\n", cpu_s(sproc.pid) - c0[0],
-           cpu_s(dproc.pid) - c0[1], cpu_s(panel.nats.proc.pid) - c0[2]);
+    printf("shell  CPU for it: berth-shell %.2f s, berth-daemon %.2f s, "
+           "nats-server %.2f s, sftp+ssh %.2f s\n", cpu_s(sproc.pid) - c0[0],
+           cpu_s(dproc.pid) - c0[1], cpu_s(panel.nats.proc.pid) - c0[2],
+           children_cpu_s() - c0[3]);
     return secs;
 }
 
@@ -299,7 +313,7 @@ static void throughput(const char *key)
     unlink(back);
 }
 
-static void idle_rss(const char *key)
+static void idle_rss(const char *key, long fresh)
 {
     char slog[1100], line[64];
     long before, after;
@@ -307,6 +321,8 @@ static void idle_rss(const char *key)
 
     clock_sleep_ms(1000);
     before = rss_kib(sproc.pid);
+    printf("shell  RSS: %ld KiB after start, %ld KiB after the transfers\n",
+           fresh, before);
     snprintf(slog, sizeof(slog), "%s/shell.log", tmp);
     for (i = 0; i < IDLE_SESSIONS; i++) {
         char *argv[40], log[1100];
@@ -328,9 +344,9 @@ static void idle_rss(const char *key)
     clock_sleep_ms(3000);
     after = rss_kib(sproc.pid);
     snprintf(line, sizeof(line), "%d", IDLE_SESSIONS);
-    printf("shell  RSS: %ld KiB idle, %ld KiB with %s idle sessions "
-           "(%.0f KiB per session)\n",
-           before, after, line, (double)(after - before) / IDLE_SESSIONS);
+    printf("shell  RSS: %ld KiB with %s idle sessions (%.0f KiB per "
+           "session)\n",
+           after, line, (double)(after - before) / IDLE_SESSIONS);
     for (i = 0; i < IDLE_SESSIONS; i++)
         h_proc_stop(&idle[i], SIGTERM, 5000);
 }
@@ -338,6 +354,7 @@ static void idle_rss(const char *key)
 int main(void)
 {
     char key[1100];
+    long fresh;
 
     if (getenv("BERTH_BENCH_SHELL_MIB") != NULL)
         file_mib = atoi(getenv("BERTH_BENCH_SHELL_MIB"));
@@ -355,10 +372,11 @@ int main(void)
     if (tmp == NULL)
         die("no temp dir");
     start_services();
+    fresh = rss_kib(sproc.pid);
     make_site();
     make_key(key, sizeof(key));
     throughput(key);
-    idle_rss(key);
+    idle_rss(key, fresh);
     cleanup();
     return 0;
 }
