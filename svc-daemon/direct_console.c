@@ -76,6 +76,7 @@ struct dd_client {
     bool warned;       /* told its token expires soon */
     int64_t opened_ms;
     uint64_t start_seq; /* output below it came in the replay */
+    int64_t status_ms;  /* changes before it are in the status sent */
     buf rx;            /* the message being received */
     cmsg *head, *tail; /* control messages */
     int nmsgs;
@@ -98,7 +99,8 @@ typedef struct ev {
     char site[DD_ID_MAX];
     char user[DD_ID_MAX];
     uint64_t seq;
-    int64_t at;
+    int64_t at; /* EV_REVOKED: seconds; EV_EVENT: the change's ms (0:
+                   stats) */
     size_t len;
     char data[];
 } ev;
@@ -281,6 +283,7 @@ static void send_status(dd_client *cl)
         daemon_sites_status(d->sites, cl->site, &st, reason, sizeof(reason)) !=
             0)
         return;
+    cl->status_ms = st.at_ms;
     buf_init(&b, 64 << 10);
     if (buf_printf(&b,
                    "{\"type\":\"site.status\",\"siteId\":\"%s\",\"nodeId\":"
@@ -755,8 +758,11 @@ static void ev_done(dd_job *j, bool stopping)
         }
         break;
     case EV_EVENT:
+        /* A change older than the state a client was sent on connecting
+         * is in it already (e->at is 0 for stats). */
         for (cl = d->clients; cl != NULL; cl = cl->next) {
-            if (cl->authed && strcmp(cl->site, e->site) == 0)
+            if (cl->authed && strcmp(cl->site, e->site) == 0 &&
+                (e->at == 0 || e->at >= cl->status_ms))
                 send_ctrl(cl, e->data, e->len);
         }
         break;
@@ -847,6 +853,9 @@ static int on_site_event(bus_msg *m, void *ud)
         rc = buf_putc(&b, '}');
     e = rc == 0 ? ev_new(d, EV_EVENT, site, b.len) : NULL;
     if (e != NULL) {
+        if (m->msg->descriptor == &berth__v1__site_status__descriptor)
+            e->at = ((const Berth__V1__SiteStatus *)(const void *)m->msg)
+                        ->at_ms;
         memcpy(e->data, b.data, b.len);
         if (dd_post(d, &e->job) != 0)
             free(e);
