@@ -90,6 +90,7 @@ void shell_chan_free(shell_chan *ch)
     int i;
 
     free(ch->command);
+    free(ch->ahead);
     for (i = 0; i < ch->nenv; i++) {
         free(ch->env_k[i]);
         free(ch->env_v[i]);
@@ -561,6 +562,14 @@ static void menu_pump(shell_chan *ch)
         ch->site = u->sites[pick - 1];
         ch->has_site = 1;
         shell_chan_say(ch, "berth: %s\n", ch->site.name);
+        /* Keys typed after the choice go to the process. */
+        if (i + 1 < nkeys) {
+            ch->ahead = malloc(nkeys - i - 1);
+            if (ch->ahead != NULL) {
+                memcpy(ch->ahead, keys + i + 1, nkeys - i - 1);
+                ch->nahead = nkeys - i - 1;
+            }
+        }
         start_on_site(ch);
         return;
     }

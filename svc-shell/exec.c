@@ -374,6 +374,17 @@ static void drain_stdin(shell_chan *ch, shell_exec *xs)
 {
     char buf[SHELL_IN_CHUNK];
 
+    /* Keys typed at the site menu after the choice come first. */
+    if (ch->nahead > 0 && xs->state == XS_OPEN && xs->credit_in >= ch->nahead &&
+        publish_in(xs, ch->ahead, ch->nahead, 0, 0) == 0) {
+        xs->credit_in -= ch->nahead;
+        free(ch->ahead);
+        ch->ahead = NULL;
+        ch->nahead = 0;
+    }
+    if (ch->nahead > 0)
+        return;
+
     while (xs->stdin_waiting && xs->credit_in > 0 && xs->state == XS_OPEN) {
         uint32_t want = xs->credit_in < sizeof(buf) ? (uint32_t)xs->credit_in
                                                     : (uint32_t)sizeof(buf);

@@ -214,14 +214,14 @@ static void handle_posts(shell_loop *l, shell_post *p, int running)
 
         switch (p->kind) {
         case SHELL_POST_CONN:
-            if (running &&
+            if (running && !p->conn->closing &&
                 ssh_event_add_session(l->event, p->conn->ssh) == SSH_OK) {
-                conn_register(p->conn);
                 p->conn->lnext = l->conns;
                 l->conns = p->conn;
                 l->nconns++;
                 p->conn = NULL; /* the loop's reference now */
             } else {
+                conn_unregister(p->conn);
                 ssh_disconnect(p->conn->ssh);
                 ssh_free(p->conn->ssh);
                 p->conn->ssh = NULL;
@@ -384,6 +384,10 @@ static void *handshake_main(void *arg)
     p->kind = SHELL_POST_CONN;
     p->conn = c; /* our reference goes with it */
     atomic_fetch_sub(&s->handshakes, 1);
+    /* Revocations reach the connection from now on: one arriving before
+     * the loop takes it over is queued ahead of it, on the same loop.
+     * This thread touches nothing of the connection after this. */
+    conn_register(c);
     shell_loop_post(c->loop, p);
     return NULL;
 fail:

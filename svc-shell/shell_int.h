@@ -260,6 +260,8 @@ struct shell_chan {
     char line[64];
     size_t line_len;
     int menu_shown;
+    char *ahead; /* keys typed after the choice, for the process (owned) */
+    size_t nahead;
     int64_t menu_deadline_ms;
     shell_exec *xs;
     shell_sftp *sftp;

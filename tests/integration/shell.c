@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -558,11 +559,22 @@ START_TEST(menu_picks_a_site)
     ck_assert(strstr(p.seen.data, "1) blog") != NULL);
     pty_send(&p, "7\r");
     ck_assert(pty_expect(&p, "is not a choice", 5000));
-    pty_send(&p, "1\r");
+    /* The choice and the first command in one burst: nothing is lost. */
+    pty_send(&p, "1\recho menu-$((40+2))\r");
     ck_assert_msg(pty_expect(&p, "berth: blog", 5000), "[%s]", p.seen.data);
-    clock_sleep_ms(500);
-    pty_send(&p, "echo menu-$((40+2))\r");
     ck_assert_msg(pty_expect(&p, "menu-42", 15000), "[%s]", p.seen.data);
+    /* The terminal's size, then a window-change. */
+    pty_send(&p, "stty size\r");
+    ck_assert_msg(pty_expect(&p, "30 100", 10000), "[%s]", p.seen.data);
+    {
+        struct winsize ws = {.ws_row = 41, .ws_col = 121};
+
+        ck_assert_int_eq(ioctl(p.fd, TIOCSWINSZ, &ws), 0);
+        kill(p.pid, SIGWINCH);
+    }
+    clock_sleep_ms(500);
+    pty_send(&p, "stty size\r");
+    ck_assert_msg(pty_expect(&p, "41 121", 10000), "[%s]", p.seen.data);
     pty_send(&p, "exit 4\r");
     ck_assert_int_eq(pty_wait(&p, 15000), 4);
 }
