@@ -1217,7 +1217,8 @@ static void op_compress(daemon_direct *d, dd_req *req, dd_resp *resp)
         rc = daemon_sandbox_clean(joined, clean[i], PATH_MAX, &bad);
         if (rc == 0 && base[0] != '\0' &&
             (strncmp(clean[i], base, strlen(base)) != 0 ||
-             clean[i][strlen(base)] != '/'))
+             (clean[i][strlen(base)] != '/' &&
+              clean[i][strlen(base)] != '\0')))
             rc = BERTH_EPERM, bad = "the name leaves \"root\"";
         if (rc != 0) {
             dd_error(resp, status_of(rc), rc, "paths: %s: %s", p, bad);

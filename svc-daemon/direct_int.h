@@ -3,8 +3,10 @@
  * docs/internals/direct.md.
  *
  *   direct.c          the lws context and loop thread, HTTP connections,
- *                     routing, responses (JSON, files with Range), CORS,
- *                     the worker pool and the loop's inbox
+ *                     routing, writing responses, CORS, the worker pool
+ *                     and the loop's inbox
+ *   direct_util.c     building responses (JSON, errors, headers), reading
+ *                     query parameters
  *   direct_auth.c     the panel's public key (bus, cache, refresh),
  *                     token checks, spent transfer tokens, revocations
  *   direct_files.c    the file operations behind /sites/<id>/files/<op>
@@ -295,6 +297,8 @@ void dd_submit(daemon_direct *d, dd_job *j);
 /* Queues j for the loop thread (its done runs there). Any thread. Returns
  * 0, or BERTH_EUNAVAIL once the server stops (j is not queued then). */
 int dd_post(daemon_direct *d, dd_job *j);
+
+/* ------------------------------------------------------------ direct_util.c */
 
 /* Response helpers: a compact JSON body (consumes j; NULL gives a 500),
  * the standard error body, an extra header. */
