@@ -1273,6 +1273,7 @@ int daemon_direct_new(const daemon_direct_cfg *cfg, daemon_direct **out)
     d->extract_entries = cfg->extract_entries != 0
                              ? cfg->extract_entries
                              : DAEMON_DIRECT_EXTRACT_ENTRIES_DEFAULT;
+    d->idle_s = cfg->idle_timeout_s > 0 ? cfg->idle_timeout_s : 30;
     d->refresh_ms = cfg->pubkey_refresh_ms > 0
                         ? cfg->pubkey_refresh_ms
                         : DAEMON_DIRECT_PUBKEY_REFRESH_DEFAULT;
@@ -1309,7 +1310,7 @@ int daemon_direct_new(const daemon_direct_cfg *cfg, daemon_direct **out)
     }
     info.max_http_header_data = DD_HEADER_DATA;
     info.keepalive_timeout = DD_KEEPALIVE_S;
-    info.timeout_secs = 30;
+    info.timeout_secs = (unsigned)d->idle_s;
     info.ka_time = 60; /* TCP keep-alive finds dead websocket peers */
     info.ka_probes = 3;
     info.ka_interval = 10;

@@ -85,6 +85,8 @@ typedef struct daemon_direct_cfg {
     uint64_t extract_max;     /* 0: DAEMON_DIRECT_EXTRACT_MAX_DEFAULT */
     uint32_t extract_entries; /* 0: DAEMON_DIRECT_EXTRACT_ENTRIES_DEFAULT */
     int workers;              /* 0: 4 */
+    int idle_timeout_s;       /* a request or transfer silent this long
+                                 is cut; 0: 30 */
     int pubkey_refresh_ms;    /* 0: DAEMON_DIRECT_PUBKEY_REFRESH_DEFAULT */
 } daemon_direct_cfg;
 

@@ -236,6 +236,7 @@ struct daemon_direct {
     uint64_t upload_max;
     uint64_t extract_max;
     uint32_t extract_entries;
+    int idle_s;
     dd_gate *gate;
 
     /* lws */

@@ -62,6 +62,8 @@ static const cfg_key daemon_keys[] = {
      "most bytes one archive may unpack to", 1, 0x7fffffffffffffffLL, 0},
     {"BERTH_DAEMON_EXTRACT_ENTRIES", CFG_INT, "100000",
      "most entries one archive may hold", 1, 100000000, 0},
+    {"BERTH_DAEMON_IDLE_TIMEOUT_S", CFG_INT, "30",
+     "a browser's request or transfer silent this long is cut", 1, 3600, 0},
     {0},
 };
 
@@ -178,6 +180,8 @@ int main(int argc, char **argv)
                     (uint64_t)config_int(s.cfg, "BERTH_DAEMON_EXTRACT_MAX"),
                 .extract_entries = (uint32_t)config_int(
                     s.cfg, "BERTH_DAEMON_EXTRACT_ENTRIES"),
+                .idle_timeout_s =
+                    (int)config_int(s.cfg, "BERTH_DAEMON_IDLE_TIMEOUT_S"),
             },
             &direct);
         /* A taken port leaves the sites running, without the direct

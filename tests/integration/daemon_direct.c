@@ -261,6 +261,7 @@ static void start_daemon_with(const char *extra1, const char *extra2)
                    "BERTH_DAEMON_EXTRACT_MAX=67108864",
                    "BERTH_DAEMON_EXTRACT_ENTRIES=1000",
                    "BERTH_DAEMON_UPLOAD_MAX=2147483648",
+                   "BERTH_DAEMON_IDLE_TIMEOUT_S=2",
                    (char *)extra1,
                    (char *)extra2,
                    NULL};
@@ -1489,9 +1490,11 @@ static size_t feed(char *out, size_t size, size_t n, void *ud)
     return o;
 }
 
-/* PUTs total bytes of the pattern to path; returns the status (0 when the
- * transfer was cut). */
-static long upload(const char *path, uint64_t total, uint64_t cut)
+/* PUTs total bytes of the pattern to path at most rate bytes a second
+ * (0: as fast as it goes); returns the status (0 when the transfer was
+ * cut). */
+static long upload_at(const char *path, uint64_t total, uint64_t cut,
+                      uint64_t rate)
 {
     char tok[TOKEN_MAX], url[TOKEN_MAX + 512], hdr[TOKEN_MAX + 64];
     struct curl_slist *h = NULL;
@@ -1516,12 +1519,21 @@ static long upload(const char *path, uint64_t total, uint64_t cut)
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
     curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 2L << 20);
+    if (rate > 0) {
+        curl_easy_setopt(c, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)rate);
+        curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 64L << 10);
+    }
     if (curl_easy_perform(c) == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
     buf_free(&body);
     return status;
+}
+
+static long upload(const char *path, uint64_t total, uint64_t cut)
+{
+    return upload_at(path, total, cut, 0);
 }
 
 /* Whether a temporary upload file is left in dir. */
@@ -1670,6 +1682,65 @@ static gzFile gz_open(const char *name)
     ck_assert_ptr_nonnull(z);
     return z;
 }
+
+/* Transfers longer than the idle timeout (2 s here) live while bytes
+ * flow. */
+START_TEST(slow_transfers_outlive_the_idle_timeout)
+{
+    char tok[TOKEN_MAX], url[600], hdr[TOKEN_MAX + 64], p[512];
+    struct curl_slist *h = NULL;
+    long status = 0;
+    buf body;
+    CURL *c;
+    dresp r;
+
+    ck_assert_int_eq(upload_at("/slow.bin", 6u << 20, 0, 1u << 20), 201);
+    files_token(tok);
+    fpath(p, sizeof(p), "download", "/slow.bin");
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", dport, p);
+    snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", tok);
+    h = curl_slist_append(h, hdr);
+    buf_init(&body, 16u << 20);
+    c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(c, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)(1u << 20));
+    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 16L << 10);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    ck_assert_int_eq(status, 200);
+    ck_assert_uint_eq(body.len, 6u << 20);
+    buf_free(&body);
+    /* An upload that stops sending is cut after the timeout. */
+    {
+        char req[TOKEN_MAX + 1024], head[64];
+        size_t n;
+        int fd = h_tcp_connect(dport, 0);
+
+        files_token(tok);
+        snprintf(req, sizeof(req),
+                 "PUT /sites/%s/files/upload?path=/stalled.bin HTTP/1.1\r\n"
+                 "Host: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                 "Content-Length: 1000\r\n\r\nonly a little",
+                 site_id, tok);
+        ck_assert_int_eq(h_send_all(fd, req, strlen(req)), 0);
+        n = h_recv_n(fd, head, sizeof(head) - 1, 8000);
+        ck_assert_uint_eq(n, 0); /* closed without an answer */
+        close(fd);
+        clock_sleep_ms(200);
+        fpath(p, sizeof(p), "list", "/");
+        files_token(tok);
+        ck_assert_int_eq(dcall("GET", p, tok, NULL, NULL, 0, NULL, &r), 200);
+        ck_assert(!listed(&r, "stalled.bin", "file"));
+        dresp_free(&r);
+        ck_assert(!temp_left(site_dir));
+    }
+}
+END_TEST
 
 START_TEST(archives_and_bombs)
 {
@@ -1953,6 +2024,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, origin_and_cors);
     tcase_add_test(tc, range_downloads);
     tcase_add_test(tc, a_1gib_upload_streams_with_flat_rss);
+    tcase_add_test(tc, slow_transfers_outlive_the_idle_timeout);
     tcase_add_test(tc, archives_and_bombs);
     tcase_add_test(tc, console_power_restarts_the_site);
     tcase_add_test(tc, tls_when_a_certificate_is_set);
