@@ -521,6 +521,8 @@ static int conn_write(dd_conn *c)
                   last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < 0)
         return -1;
     if (!last) {
+        /* The idle timeout counts from the last piece the kernel took. */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_CONTENT, c->d->idle_s);
         lws_callback_on_writable(c->wsi);
         return 0;
     }
@@ -902,6 +904,7 @@ static int on_body(dd_conn *c, const unsigned char *in, size_t len)
         return -1;
     }
     c->drained += len;
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_CONTENT, c->d->idle_s);
     if (c->up != NULL) {
         rc = dd_upload_data(c, in, len);
         if (rc != 0) {

@@ -361,7 +361,7 @@ int dd_auth_check(daemon_direct *d, const char *token, const char *site,
     for (i = 0; i < d->nrevoked; i++) {
         const dd_revoked *r = &d->revoked[i];
 
-        if (strcmp(r->user, c->user) == 0 &&
+        if ((r->user[0] == '\0' || strcmp(r->user, c->user) == 0) &&
             (r->site[0] == '\0' || strcmp(r->site, site) == 0) &&
             c->iat <= r->at) {
             rc = fail(why, whylen, BERTH_EAUTH, "access was revoked");

@@ -722,7 +722,8 @@ void dd_console_revoked(daemon_direct *d, const char *user, const char *site)
     dd_client *cl;
 
     for (cl = d->clients; cl != NULL; cl = cl->next) {
-        if (!cl->authed || strcmp(cl->claims.user, user) != 0 ||
+        if (!cl->authed ||
+            (user[0] != '\0' && strcmp(cl->claims.user, user) != 0) ||
             (site[0] != '\0' && strcmp(cl->site, site) != 0))
             continue;
         send_error(cl, BERTH_EAUTH, "access was revoked");
@@ -866,8 +867,9 @@ out:
     return 0;
 }
 
-/* access.revoked.<user>: that user's consoles close, tokens issued
- * before are refused. */
+/* access.revoked.<user> (or .all, for a site deleted): that user's (or
+ * everyone's) consoles of the site (or of every site) close, and tokens
+ * issued before are refused. */
 static int on_revoked(bus_msg *m, void *ud)
 {
     const Berth__V1__AccessRevoked *r = (const void *)m->msg;
@@ -878,6 +880,8 @@ static int on_revoked(bus_msg *m, void *ud)
 
     if (bus_subject_token(m->subject, 2, user, sizeof(user)) != 0)
         return 0;
+    if (strcmp(user, "all") == 0)
+        user[0] = '\0';
     pthread_rwlock_rdlock(&g->lock);
     d = g->d;
     if (d != NULL) {
@@ -892,7 +896,8 @@ static int on_revoked(bus_msg *m, void *ud)
             if (dd_post(d, &e->job) != 0)
                 free(e);
         }
-        log_info("direct access revoked", "user=%s site=%s", user,
+        log_info("direct access revoked", "user=%s site=%s",
+                 user[0] != '\0' ? user : "all",
                  r->site_id != NULL ? r->site_id : "");
     }
     pthread_rwlock_unlock(&g->lock);

@@ -210,7 +210,7 @@ typedef struct dd_spent {
 
 /* A revocation the panel announced, kept as long as a token may live. */
 typedef struct dd_revoked {
-    char user[DD_ID_MAX];
+    char user[DD_ID_MAX]; /* "" for every user */
     char site[DD_ID_MAX]; /* "" for every site */
     int64_t at;           /* seconds: tokens issued before are refused */
 } dd_revoked;
@@ -418,8 +418,8 @@ int dd_console_start(daemon_direct *d);
 /* Removes the watcher (before the console is freed). */
 void dd_console_stop(daemon_direct *d);
 
-/* A user lost access: closes that user's consoles (of site, or all when
- * site is ""). Loop thread. */
+/* A user (every user when user is "") lost access: closes the matching
+ * consoles (of site, or of every site when site is ""). Loop thread. */
 void dd_console_revoked(daemon_direct *d, const char *user, const char *site);
 
 /* Closes every console client (the server stops). Loop thread. */

@@ -531,6 +531,62 @@ START_TEST(tokens_are_checked)
 }
 END_TEST
 
+static int ws_open(const char *query);
+static json_t *ws_until(int fd, const char *type, buf *seen, int timeout_ms);
+
+/* The panel revokes a user (deleted here): the daemon closes the user's
+ * console and refuses the tokens it was given before. */
+START_TEST(revoked_users_are_cut_off)
+{
+    char access[H_ACCESS_MAX], tok[TOKEN_MAX], ctok[TOKEN_MAX];
+    char q[TOKEN_MAX + 16], p[512], id[64];
+    json_t *j;
+    dresp r;
+    h_resp hr;
+    int fd;
+
+    ck_assert_int_eq(h_call(&panel, &hr, "POST", "/user/create", access_token,
+                            "{\"name\":\"leaver\",\"password\":\""
+                            USER_PASSWORD "\",\"email\":"
+                            "\"leaver@example.org\",\"role_name\":\"admin\"}"),
+                     201);
+    snprintf(id, sizeof(id), "%s", h_jstr(hr.json, "uuid"));
+    h_resp_free(&hr);
+    ck_assert_str_ne(id, "");
+    ck_assert_int_eq(h_login(&panel, "leaver", USER_PASSWORD, access, NULL),
+                     201);
+    panel_token(access, "files", tok, sizeof(tok));
+    panel_token(access, "console", ctok, sizeof(ctok));
+    fpath(p, sizeof(p), "list", "/");
+    ck_assert_int_eq(dcall("GET", p, tok, NULL, NULL, 0, NULL, &r), 200);
+    dresp_free(&r);
+    snprintf(q, sizeof(q), "?token=%s", ctok);
+    fd = ws_open(q);
+    j = ws_until(fd, "ready", NULL, 5000);
+    ck_assert_ptr_nonnull(j);
+    json_decref(j);
+
+    snprintf(q, sizeof(q), "/user/%s", id);
+    ck_assert_int_eq(h_call(&panel, &hr, "DELETE", q, access_token, NULL), 200);
+    h_resp_free(&hr);
+    j = ws_until(fd, "error", NULL, 5000);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(h_jstr(j, "code"), "EAUTH");
+    json_decref(j);
+    j = ws_until(fd, "close", NULL, 5000);
+    ck_assert_ptr_nonnull(j);
+    json_decref(j);
+    close(fd);
+    ck_assert_int_eq(dcall("GET", p, tok, NULL, NULL, 0, NULL, &r), 401);
+    ck_assert_ptr_nonnull(strstr(h_jstr(r.json, "message"), "revoked"));
+    dresp_free(&r);
+    /* Others are not affected. */
+    files_token(tok);
+    ck_assert_int_eq(dcall("GET", p, tok, NULL, NULL, 0, NULL, &r), 200);
+    dresp_free(&r);
+}
+END_TEST
+
 START_TEST(a_transfer_token_is_spent)
 {
     char tok[TOKEN_MAX], p[512];
@@ -1694,7 +1750,7 @@ START_TEST(slow_transfers_outlive_the_idle_timeout)
     CURL *c;
     dresp r;
 
-    ck_assert_int_eq(upload_at("/slow.bin", 6u << 20, 0, 1u << 20), 201);
+    ck_assert_int_eq(upload_at("/slow.bin", 10u << 20, 0, 3u << 20), 201);
     files_token(tok);
     fpath(p, sizeof(p), "download", "/slow.bin");
     snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", dport, p);
@@ -1706,14 +1762,14 @@ START_TEST(slow_transfers_outlive_the_idle_timeout)
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-    curl_easy_setopt(c, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)(1u << 20));
+    curl_easy_setopt(c, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)(3u << 20));
     curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 16L << 10);
     if (curl_easy_perform(c) == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
     ck_assert_int_eq(status, 200);
-    ck_assert_uint_eq(body.len, 6u << 20);
+    ck_assert_uint_eq(body.len, 10u << 20);
     buf_free(&body);
     /* An upload that stops sending is cut after the timeout. */
     {
@@ -2017,6 +2073,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, health_answers_without_a_token);
     tcase_add_test(tc, tokens_are_checked);
     tcase_add_test(tc, a_transfer_token_is_spent);
+    tcase_add_test(tc, revoked_users_are_cut_off);
     tcase_add_test(tc, console_replays_streams_and_takes_input);
     tcase_add_test(tc, console_tokens_are_checked);
     tcase_add_test(tc, path_attacks_are_refused);
