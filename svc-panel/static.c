@@ -16,13 +16,16 @@
 #define STATIC_PATH_MAX 512 /* longest request path below a root */
 
 /* The libraries under /vendor/<name>/, relative to BERTH_UI_VENDOR_DIR:
- * what Debian's node-xterm and node-chart.js install there. */
+ * what Debian's node-xterm and node-chart.js install there. Their files
+ * may be links into the matching libjs-* package (/usr/share/javascript),
+ * the only other place a file may resolve to. */
 static const struct vendor {
     const char *name;
     const char *dir;
+    const char *also; /* absolute; NULL: none */
 } vendors[] = {
-    {"xterm", "xterm/lib"},
-    {"chart.js", "chart.js/dist"},
+    {"xterm", "xterm/lib", "/usr/share/javascript/xterm"},
+    {"chart.js", "chart.js/dist", "/usr/share/javascript/chart.js"},
 };
 
 /* The extensions served and their content types; anything else is 404. */
@@ -123,14 +126,27 @@ static int etag_matches(const char *inm, const char *etag)
     return 0;
 }
 
-/* Answers rel under root: the file (streamed), 304, or an error. */
+/* Returns 1 when the real path real lies under the directory dir (whose
+ * real path is taken here). */
+static int under(const char *real, const char *dir)
+{
+    char real_dir[PATH_MAX];
+    size_t n;
+
+    if (dir == NULL || realpath(dir, real_dir) == NULL)
+        return 0;
+    n = strlen(real_dir);
+    return strncmp(real, real_dir, n) == 0 && real[n] == '/';
+}
+
+/* Answers rel under root: the file (streamed), 304, or an error. The
+ * file's real path must lie under root or, when not NULL, under also. */
 static void serve(http_req *req, http_resp *resp, const char *root,
-                  const char *rel, enum cache_kind kind)
+                  const char *also, const char *rel, enum cache_kind kind)
 {
     char want[PATH_MAX], real_root[PATH_MAX], real[PATH_MAX], etag[96];
     const char *type = ctype_of(rel);
     struct stat st;
-    size_t rlen;
 
     if (!rel_ok(rel) || type == NULL) {
         http_error(resp, 404, BERTH_ENOENT, "no such file");
@@ -148,8 +164,7 @@ static void serve(http_req *req, http_resp *resp, const char *root,
         http_error(resp, 404, BERTH_ENOENT, "no such file");
         return;
     }
-    rlen = strlen(real_root);
-    if (strncmp(real, real_root, rlen) != 0 || real[rlen] != '/') {
+    if (!under(real, real_root) && !under(real, also)) {
         http_error(resp, 404, BERTH_ENOENT, "no such file");
         return;
     }
@@ -185,12 +200,12 @@ static const char *ui_dir(panel *p)
 
 void static_index(panel *p, http_req *req, http_resp *resp)
 {
-    serve(req, resp, ui_dir(p), "index.html", CACHE_UI);
+    serve(req, resp, ui_dir(p), NULL, "index.html", CACHE_UI);
 }
 
 void static_ui(panel *p, http_req *req, http_resp *resp)
 {
-    serve(req, resp, ui_dir(p), req->params[0], CACHE_UI);
+    serve(req, resp, ui_dir(p), NULL, req->params[0], CACHE_UI);
 }
 
 void static_vendor(panel *p, http_req *req, http_resp *resp)
@@ -205,7 +220,8 @@ void static_vendor(panel *p, http_req *req, http_resp *resp)
         if (strcmp(req->params[0], vendors[i].name) != 0)
             continue;
         snprintf(root, sizeof(root), "%s/%s", base, vendors[i].dir);
-        serve(req, resp, root, req->params[1], CACHE_VENDOR);
+        serve(req, resp, root, vendors[i].also, req->params[1],
+              CACHE_VENDOR);
         return;
     }
     http_error(resp, 404, BERTH_ENOENT, "no such library");

@@ -27,6 +27,7 @@
 
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/fs.h"
 #include "common/id.h"
 #include "tests/harness/docker.h"
 #include "tests/harness/panel.h"
@@ -51,6 +52,7 @@ static char access_token[H_ACCESS_MAX];
 static char *tmp;
 static char daemon_log[1024];
 static h_proc dproc;
+static int direct_port; /* the daemon's direct server */
 static char node_id[ID_UUID_LEN + 1];
 static char site_id[64];
 static char shots[1024];      /* build/ui_e2e */
@@ -247,17 +249,28 @@ static void user_by_name(const char *name, char *id, size_t size,
 
 /* ------------------------------------------------------------ stack */
 
+/* The daemon's direct server listens on a free port of 127.0.0.1 and
+ * accepts the panel's origin only, as in production. */
 static void start_daemon(void)
 {
-    char nats[256], data[1100], node[128];
+    char nats[256], data[1100], node[128], addr[64], url[96], origin[96];
     char *argv[] = {NULL, NULL};
-    char *env[] = {nats, data, node, "BERTH_STRICT_SUBJECTS=1",
-                   "BERTH_STATS_INTERVAL_MS=1000", NULL};
+    char *env[] = {nats,   data, node, addr, url, origin,
+                   "BERTH_STRICT_SUBJECTS=1", "BERTH_STATS_INTERVAL_MS=1000",
+                   NULL};
+    int port = h_free_port();
 
+    ck_assert_int_gt(port, 0);
+    direct_port = port;
     argv[0] = (char *)h_bin("berth-daemon");
     snprintf(nats, sizeof(nats), "BERTH_NATS_URL=%s", panel.nats.url);
     snprintf(data, sizeof(data), "BERTH_DATA_DIR=%s/data", tmp);
     snprintf(node, sizeof(node), "BERTH_NODE_NAME=%s", NODE_NAME);
+    snprintf(addr, sizeof(addr), "BERTH_DAEMON_ADDR=127.0.0.1:%d", port);
+    snprintf(url, sizeof(url), "BERTH_DAEMON_PUBLIC_URL=http://127.0.0.1:%d",
+             port);
+    snprintf(origin, sizeof(origin), "BERTH_DAEMON_PANEL_ORIGIN=%s",
+             panel.base);
     ck_assert_int_eq(h_proc_start(&dproc, "daemon", argv, env, daemon_log), 0);
     ck_assert_int_eq(h_proc_wait_log(&dproc, "msg=ready", 20000), 0);
 }
@@ -285,6 +298,28 @@ static void wait_node(void)
             clock_sleep_ms(100);
     }
     ck_assert_msg(node_id[0] != '\0', "the node never came online");
+}
+
+/* Waits until the panel hands out the daemon's current direct URL. */
+static void wait_public_url(void)
+{
+    char want[64], path[128];
+    int64_t end = clock_mono_ms() + 20000;
+    int ok = 0;
+
+    snprintf(want, sizeof(want), "http://127.0.0.1:%d", direct_port);
+    snprintf(path, sizeof(path), "/nodes/%s", node_id);
+    while (!ok && clock_mono_ms() < end) {
+        h_resp r;
+
+        ck_assert_int_eq(h_call(&panel, &r, "GET", path, access_token, NULL),
+                         200);
+        ok = strcmp(h_jstr(r.json, "publicUrl"), want) == 0;
+        h_resp_free(&r);
+        if (!ok)
+            clock_sleep_ms(100);
+    }
+    ck_assert_msg(ok, "the node's public URL never became %s", want);
 }
 
 static void suite_up(void)
@@ -406,6 +441,7 @@ START_TEST(static_files)
     ck_assert_str_eq(r.ctype, "text/javascript; charset=utf-8");
     ck_assert_str_eq(r.cache, "public, max-age=86400");
     ck_assert_int_eq(raw_get("/vendor/xterm/xterm.js", NULL, &r), 200);
+    ck_assert_int_eq(raw_get("/vendor/xterm/addons/fit/fit.js", NULL, &r), 200);
     ck_assert_int_eq(raw_get("/vendor/xterm/xterm.css", NULL, &r), 200);
     ck_assert_str_eq(r.ctype, "text/css; charset=utf-8");
 
@@ -601,6 +637,177 @@ START_TEST(cpu_chart_gets_points)
 }
 END_TEST
 
+START_TEST(console_output_and_input)
+{
+    char el[H_WD_ID_MAX];
+
+    BEGIN("console");
+    wait_text("#console-status", "Connected", WAIT_MS);
+    /* The replay: what the site printed before we came. */
+    wait_text("#console .xterm-rows", "site-ready", WAIT_MS);
+    /* A line from the command box runs in the site's shell. */
+    fill("#console-line", "echo berth-$((6*7))" H_WD_ENTER);
+    wait_text("#console .xterm-rows", "berth-42", WAIT_MS);
+    /* Keys typed into the terminal itself: echoed, sent on Enter. */
+    ck_assert_int_eq(h_wd_find(&wd, "#console .xterm-helper-textarea", el), 0);
+    ck_assert_int_eq(h_wd_type(&wd, el, "echo typed-$((2+3))" H_WD_ENTER), 0);
+    /* (the DOM renderer draws spaces as empty cells: no spaces in text) */
+    wait_text("#console .xterm-rows", "typed-$((2+3))", WAIT_MS);
+    wait_text("#console .xterm-rows", "typed-5", WAIT_MS);
+    END();
+}
+END_TEST
+
+/* Writes size pseudo-random bytes to path. */
+static void random_file(const char *path, size_t size)
+{
+    FILE *f = fopen(path, "wb");
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    size_t i;
+
+    ck_assert_ptr_nonnull(f);
+    for (i = 0; i < size; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        ck_assert_int_ne(fputc((int)(x & 0xff), f), EOF);
+    }
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* 1 when a and b hold the same bytes. */
+static int same_file(const char *a, const char *b)
+{
+    char *da = NULL, *db = NULL;
+    size_t la = 0, lb = 0;
+    int same;
+
+    if (fs_read_file(a, 64u << 20, &da, &la) != 0 ||
+        fs_read_file(b, 64u << 20, &db, &lb) != 0) {
+        free(da);
+        free(db);
+        return 0;
+    }
+    same = la == lb && memcmp(da, db, la) == 0;
+    free(da);
+    free(db);
+    return same;
+}
+
+START_TEST(files_upload_and_download)
+{
+    char up[1100], down[1100], el[H_WD_ID_MAX], hash[128];
+    int64_t end;
+    int found = 0;
+
+    BEGIN("files");
+    snprintf(up, sizeof(up), "%s/blob.bin", tmp);
+    random_file(up, 3u << 20);
+    click("#open-files");
+    wait_text("main h1", "Files of " SITE_NAME, WAIT_MS);
+    wait_css("#files-table");
+    /* Upload through the file picker, with a progress bar. */
+    ck_assert_int_eq(h_wd_find(&wd, "#upload-input", el), 0);
+    ck_assert_int_eq(h_wd_type(&wd, el, up), 0);
+    wait_css("#uploads progress");
+    ck_assert_int_eq(h_wd_wait(&wd, "[data-upload='blob.bin'][data-done='1']",
+                               30000, NULL),
+                     0);
+    wait_text("#files-table", "blob.bin", WAIT_MS);
+    wait_text("tr[data-name='blob.bin']", "3.0 MiB", WAIT_MS);
+    /* Download it back: the browser saves it; same bytes. */
+    click("tr[data-name='blob.bin'] button[data-act=download]");
+    snprintf(down, sizeof(down), "%s/blob.bin", wd.download_dir);
+    end = clock_mono_ms() + 30000;
+    while (!found && clock_mono_ms() < end) {
+        found = h_file_size(down) == (off_t)(3u << 20);
+        if (!found)
+            clock_sleep_ms(100);
+    }
+    ck_assert_msg(found, "no complete download at %s", down);
+    ck_assert_msg(same_file(up, down), "the download differs from the upload");
+
+    /* A folder, a text file written in the editor, read back. */
+    click("#files-new-folder");
+    fill("dialog[open] input", "www" H_WD_ENTER);
+    click("a.entry-dir");
+    wait_text("#crumbs", "www", WAIT_MS);
+    click("#files-new-file");
+    fill("dialog[open] input", "index.html" H_WD_ENTER);
+    click("tr[data-name='index.html'] a.entry-file");
+    wait_css("#editor-text");
+    fill("#editor-text", "<h1>hello from the editor</h1>");
+    click("#editor-save");
+    wait_text("#editor-state", "Saved", WAIT_MS);
+    ck_assert_int_eq(h_wd_exec(&wd, "location.reload();", NULL, NULL), 0);
+    ck_assert_int_eq(h_wd_wait(&wd, "#editor-text", WAIT_MS, el), 0);
+    end = clock_mono_ms() + WAIT_MS;
+    {
+        json_t *v = NULL;
+        int ok = 0;
+
+        while (!ok && clock_mono_ms() < end) {
+            h_wd_exec(&wd,
+                      "return document.getElementById('editor-text').value;",
+                      NULL, &v);
+            ok = json_is_string(v) &&
+                 strcmp(json_string_value(v),
+                        "<h1>hello from the editor</h1>") == 0;
+            json_decref(v);
+            v = NULL;
+            if (!ok)
+                clock_sleep_ms(100);
+        }
+        ck_assert_msg(ok, "the editor did not show the saved text");
+    }
+    click("#editor-close");
+    wait_text("#files-table", "index.html", WAIT_MS);
+    wait_text("tr[data-name='index.html']", "30 B", WAIT_MS);
+
+    /* Back at the root: rename, compress, extract, delete. */
+    snprintf(hash, sizeof(hash), "#/sites/%s/files?path=%%2F", site_id);
+    go(hash);
+    wait_text("#files-table", "blob.bin", WAIT_MS);
+    click("tr[data-name='blob.bin'] button[data-act=rename]");
+    fill("dialog[open] input", "renamed.bin" H_WD_ENTER);
+    wait_text("#files-table", "renamed.bin", WAIT_MS);
+    click("tr[data-name='www'] input[name=sel]");
+    click("#files-compress");
+    fill("dialog[open] input", "site.tar.gz" H_WD_ENTER);
+    wait_text("#files-table", "site.tar.gz", WAIT_MS);
+    click("tr[data-name='www'] button[data-act=delete]");
+    click("dialog[open] button.danger");
+    ck_assert_int_eq(h_wd_wait_gone(&wd, "tr[data-name='www']", WAIT_MS), 0);
+    click("tr[data-name='site.tar.gz'] button[data-act=extract]");
+    wait_text("#files-table", "www", WAIT_MS);
+    click("tr[data-name='renamed.bin'] button[data-act=delete]");
+    click("dialog[open] button.danger");
+    ck_assert_int_eq(h_wd_wait_gone(&wd, "tr[data-name='renamed.bin']", WAIT_MS),
+                     0);
+    END();
+}
+END_TEST
+
+START_TEST(unreachable_daemon_is_explained)
+{
+    char path[128];
+
+    BEGIN("unreachable");
+    /* Stop the daemon: the console explains instead of spinning. */
+    ck_assert_int_eq(h_proc_stop(&dproc, SIGTERM, 10000), 0);
+    snprintf(path, sizeof(path), "#/sites/%s", site_id);
+    go("#/");
+    go(path);
+    wait_text("#console-status", "could not connect to the daemon", 30000);
+    wait_text("#console-status", "Port", WAIT_MS);
+    start_daemon();
+    wait_public_url();
+    click("#console-reconnect");
+    wait_text("#console-status", "Connected", 30000);
+    END();
+}
+END_TEST
+
 START_TEST(site_on_the_dashboard)
 {
     char css[160];
@@ -770,6 +977,9 @@ static Suite *make_suite(void)
     tcase_add_test(tc, ssh_keys);
     tcase_add_test(tc, site_created_and_running);
     tcase_add_test(tc, cpu_chart_gets_points);
+    tcase_add_test(tc, console_output_and_input);
+    tcase_add_test(tc, files_upload_and_download);
+    tcase_add_test(tc, unreachable_daemon_is_explained);
     tcase_add_test(tc, site_on_the_dashboard);
     tcase_add_test(tc, audit_log);
     tcase_add_test(tc, narrow_layout);

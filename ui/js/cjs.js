@@ -25,31 +25,43 @@ function resolve(from, spec) {
 // its module.exports.
 export async function loadCommonJS(base, main) {
   const sources = new Map(); // path -> source text
-  const pending = new Map(); // path -> promise
   const failed = new Map(); // path -> the error of its fetch
+  const started = new Set();
+  const tasks = [];
   const requireRe = /\brequire\(\s*["']([^"']+)["']\s*\)/g;
 
-  function fetchOne(path) {
-    if (pending.has(path)) return pending.get(path);
-    if (pending.size >= MAX_MODULES) throw new Error(`${base}: more than ${MAX_MODULES} modules`);
-    const p = (async () => {
+  // Modules require each other in cycles, so nothing waits for its
+  // dependencies here: each fetch only starts the ones it finds, and the
+  // caller waits until no fetch is left.
+  async function fetchOne(path) {
+    try {
       const resp = await fetch(`${base}/${path}`);
       if (!resp.ok) throw new Error(`${base}/${path}: HTTP ${resp.status}`);
       const text = await resp.text();
       sources.set(path, text);
-      const deps = [];
+      // A require() in a comment may name nothing: its failure only
+      // matters if it is really required.
       for (const m of text.matchAll(requireRe)) {
-        // A require() in a comment may name nothing: its failure only
-        // matters if it is really required.
-        if (m[1].startsWith('.')) deps.push(fetchOne(resolve(path, m[1])).catch((e) => failed.set(resolve(path, m[1]), e)));
+        if (m[1].startsWith('.')) start(resolve(path, m[1]));
       }
-      await Promise.all(deps);
-    })();
-    pending.set(path, p);
-    return p;
+    } catch (e) {
+      failed.set(path, e);
+    }
   }
 
-  await fetchOne(main);
+  function start(path) {
+    if (started.has(path)) return;
+    if (started.size >= MAX_MODULES) {
+      failed.set(path, new Error(`${base}: more than ${MAX_MODULES} modules`));
+      return;
+    }
+    started.add(path);
+    tasks.push(fetchOne(path));
+  }
+
+  start(main);
+  for (let i = 0; i < tasks.length; i++) await tasks[i];
+  if (failed.has(main)) throw failed.get(main);
 
   const cache = new Map();
   function load(path) {

@@ -200,3 +200,32 @@ export function fillRows(tbody, ncols, rows, empty) {
     tbody.append(r instanceof HTMLElement ? r : h('tr', null, r.map((c) => h('td', null, c))));
   }
 }
+
+// Asks for one line of text in a modal dialog (Enter accepts, Escape
+// cancels). Resolves to the text, or null when cancelled.
+export function promptDialog(text, label, value, okLabel) {
+  return new Promise((resolve) => {
+    const input = h('input', { type: 'text', id: newId('prompt'), value: value || '', spellcheck: 'false', autocomplete: 'off' });
+    const f = h('form', { method: 'dialog' },
+      h('p', { text }),
+      field(label, input),
+      h('div', { class: 'actions' },
+        h('button', { type: 'submit', class: 'primary', value: 'ok', text: okLabel || 'OK' }),
+        h('button', { type: 'button', value: 'cancel', text: 'Cancel' })));
+    const d = h('dialog', { 'aria-label': text }, f);
+    let result = null;
+    f.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      result = input.value;
+      d.close();
+    });
+    f.querySelector('button[value=cancel]').addEventListener('click', () => d.close());
+    d.addEventListener('close', () => { d.remove(); resolve(result); });
+    document.body.append(d);
+    d.showModal();
+    input.focus();
+    // Select the name without its extension, as file managers do.
+    const dot = input.value.lastIndexOf('.');
+    input.setSelectionRange(0, dot > 0 ? dot : input.value.length);
+  });
+}

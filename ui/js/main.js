@@ -7,7 +7,7 @@
 // navigates away. ctx.alive() turns false from then on, so a page that
 // awaited something can tell it is no longer shown.
 
-import { initSession, onSession, currentSession, logout, get, holds } from './api.js';
+import { initSession, onSession, currentSession, logout, get, holds, freshToken } from './api.js';
 import { live } from './live.js';
 import { h, clear, showError, clearMessages, notify } from './dom.js';
 
@@ -135,6 +135,7 @@ async function showLogin(reason) {
 
 // Loads the signed-in user and their role's permissions.
 async function loadMe() {
+  await freshToken(); // the stored access token may be stale: its sub too
   const s = currentSession();
   me.user = await get(`/user/${encodeURIComponent(s.userId)}`);
   try {
