@@ -38,6 +38,7 @@
 #define CON_OUT_PIECE   (64u << 10) /* output bytes per message */
 #define CON_CTRL_MAX    256         /* control messages queued */
 #define CON_CTRL_BYTES  (1u << 20)
+#define CON_REPLAY_MAX  (512u << 10) /* the newest of a larger ring */
 #define CON_AUTH_MS     10000       /* for the first auth message */
 #define CON_WARN_S      60          /* "token.expiring" this long before */
 #define CON_RATE        100         /* messages a second, */
@@ -322,8 +323,8 @@ static void become_ready(dd_client *cl)
                             cl->claims.user, "perms",
                             dd_perm_names(cl->claims.perms), "expiresAt",
                             (json_int_t)cl->claims.exp));
-    if (daemon_console_replay(d->console, cl->site, 0, &data, &len, &next) ==
-        0) {
+    if (daemon_console_replay(d->console, cl->site, CON_REPLAY_MAX, &data, &len,
+                              &next) == 0) {
         cl->start_seq = next;
         send_replay(cl, data, len);
     }
