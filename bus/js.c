@@ -358,7 +358,13 @@ static void *worker_main(void *arg)
             }
             backoff = 100;
         }
-        s = natsSubscription_Fetch(&list, w->sub, JS_FETCH_BATCH,
+        /* A fetch waits until its whole batch came or it expires: never
+         * ask for more than the consumer lets out at once, or a lone
+         * command would wait out the expiry. */
+        s = natsSubscription_Fetch(&list, w->sub,
+                                   w->def->max_ack_pending < JS_FETCH_BATCH
+                                       ? w->def->max_ack_pending
+                                       : JS_FETCH_BATCH,
                                    JS_FETCH_WAIT_MS, &jerr);
         if (s == NATS_TIMEOUT)
             continue;

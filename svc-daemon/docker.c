@@ -557,6 +557,12 @@ static int create_body(const daemon_docker_spec *s, json_t **out,
      * reaps orphans. */
     json_object_set_new(host, "Init", json_true());
     json_object_set_new(host, "RestartPolicy", json_pack("{s:s}", "Name", "no"));
+    /* The daemon keeps its own console ring; Docker's log only needs to be
+     * small (its default json-file log grows without limit). */
+    json_object_set_new(host, "LogConfig",
+                        json_pack("{s:s, s:{s:s, s:s}}", "Type", "local",
+                                  "Config", "max-size", "5m", "max-file",
+                                  "2"));
     json_object_set(body, "HostConfig", host);
     *out = body;
     body = NULL;
