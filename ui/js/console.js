@@ -157,6 +157,7 @@ export async function mountConsole(card, site, ctx) {
         delay = 1000;
         setWritable((m.perms || []).includes('site.console.write'));
         setStatus(`Connected to ${site.node.name}.`);
+        reconnect.hidden = true;
         term.reset();
         break;
       case 'replay':

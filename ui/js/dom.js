@@ -109,6 +109,9 @@ export function notify(kind, text) {
     if (old.textContent === m.textContent) old.remove();
   }
   box.append(m);
+  // Passing news is kept short: at most three at a time.
+  const passing = [...box.querySelectorAll('.message:not(.error)')];
+  passing.slice(0, Math.max(0, passing.length - 3)).forEach((x) => x.remove());
   if (kind !== 'error') setTimeout(dismiss, 6000);
   return dismiss;
 }
