@@ -5,7 +5,8 @@
  * reverse order. The node thread (node.c) owns registration and
  * heartbeats; the site supervisor (sites.c) has an events thread, a
  * supervisor thread and the command worker; the console (console.c) and
- * the stats (stats.c) have a thread each. nats.c delivers bus messages on
+ * the stats (stats.c) have a thread each; shell sessions (exec.c) have an
+ * I/O thread and a worker. nats.c delivers bus messages on
  * its own threads; file requests (files.c) run on one of them. The direct
  * server (direct.c) has a loop thread for browsers' consoles and file
  * transfers, a few workers and a thread for the panel's key. The Docker
@@ -21,6 +22,7 @@
 #include "svc-daemon/console.h"
 #include "svc-daemon/direct.h"
 #include "svc-daemon/docker.h"
+#include "svc-daemon/exec.h"
 #include "svc-daemon/files.h"
 #include "svc-daemon/node.h"
 #include "svc-daemon/sites.h"
@@ -64,6 +66,9 @@ static const cfg_key daemon_keys[] = {
      "most entries one archive may hold", 1, 100000000, 0},
     {"BERTH_DAEMON_IDLE_TIMEOUT_S", CFG_INT, "30",
      "a browser's request or transfer silent this long is cut", 1, 3600, 0},
+    {"BERTH_SHELL_SESSION_TIMEOUT_MS", CFG_INT, "60000",
+     "a shell session ends after this long without a word from berth-shell",
+     100, 3600000, 0},
     {0},
 };
 
@@ -85,6 +90,7 @@ int main(int argc, char **argv)
     daemon_node *node = NULL;
     daemon_console *console = NULL;
     daemon_direct *direct = NULL;
+    daemon_exec *exec = NULL;
     daemon_stats *stats = NULL;
     daemon_sites *sites = NULL;
     daemon_files *files = NULL;
@@ -159,6 +165,18 @@ int main(int argc, char **argv)
         &files);
     if (rc != 0)
         goto out;
+    rc = daemon_exec_new(
+        &(daemon_exec_cfg){
+            .bus = s.bus,
+            .docker = docker,
+            .node_id = daemon_node_id(node),
+            .sock_path = sock,
+            .session_timeout_ms =
+                (int)config_int(s.cfg, "BERTH_SHELL_SESSION_TIMEOUT_MS"),
+        },
+        &exec);
+    if (rc != 0)
+        goto out;
     if (config_str(s.cfg, "BERTH_DAEMON_ADDR") != NULL &&
         config_str(s.cfg, "BERTH_DAEMON_ADDR")[0] != '\0') {
         rc = daemon_direct_new(
@@ -208,6 +226,7 @@ out:
         log_error("start failed", "service=%s error=%s", daemon_def.service,
                   berth_strerror(rc));
     daemon_direct_free(direct);
+    daemon_exec_free(exec);
     daemon_files_free(files);
     daemon_sites_free(sites);
     daemon_stats_free(stats);
