@@ -592,6 +592,7 @@ START_TEST(site_created_and_running)
     fill("#site-image", H_TEST_IMAGE);
     fill("#site-command", "sh\n-c\necho site-ready; exec sh");
     fill("#site-memory", "64");
+    fill("#site-domains", "Shop.Example.com");
     click("#site-create");
     wait_text("main h1", SITE_NAME, WAIT_MS);
     ck_assert_int_eq(h_wd_exec(&wd, "return location.hash;", NULL, &v), 0);
@@ -603,6 +604,10 @@ START_TEST(site_created_and_running)
     /* Its state arrives live. */
     wait_text("#site-state", "running", 60000);
     wait_text("#stat-mem", "MiB", WAIT_MS);
+    /* Its domain, lower-cased by the panel, with the certificate state
+     * the panel knows (none: no edge runs here). */
+    wait_text("#domains", "shop.example.com", WAIT_MS);
+    wait_css("#domains [data-cert='unknown']");
     END();
 }
 END_TEST

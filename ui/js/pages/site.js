@@ -122,20 +122,30 @@ export async function render(view, ctx) {
     .catch((e) => consoleCard.append(h('p', { class: 'muted', text: `The console is unavailable: ${messageOf(e)}` })));
 
   // ---------------------------------------------------------- domains
+  // Certificate states come from the edge through the panel
+  // (site.certificates: [{domain, state, notAfter, reason, nextAttempt}]).
+  const CERT_CLASS = { valid: 'ok', pending: 'warn', failed: 'bad', removed: 'idle', unknown: 'idle' };
   const domainList = h('ul', { id: 'domains' });
+  function certText(c) {
+    if (!c) return 'certificate: not reported';
+    if (c.state === 'valid') return `certificate valid${c.notAfter ? ` until ${when(c.notAfter)}` : ''}`;
+    if (c.state === 'failed') return `certificate failed${c.nextAttempt ? `, next try ${when(c.nextAttempt)}` : ''}`;
+    if (c.state === 'pending') return 'certificate being obtained';
+    return `certificate ${c.state}`;
+  }
   function paintDomains() {
     domainList.replaceChildren();
     if (!site.domains.length) {
       domainList.append(h('li', { class: 'empty', text: 'No domains. Add some in Settings.' }));
       return;
     }
+    const certs = new Map((site.certificates || []).map((c) => [c.domain, c]));
     for (const d of site.domains) {
-      const cert = (site.certificates || {})[d];
-      domainList.append(h('li', null,
+      const c = certs.get(d);
+      domainList.append(h('li', { 'data-domain': d },
         h('a', { href: `https://${d}/`, target: '_blank', rel: 'noopener', class: 'mono', text: d }), ' ',
-        cert
-          ? h('span', { class: `badge ${cert.state === 'valid' ? 'ok' : cert.state === 'failed' ? 'bad' : 'warn'}`, title: cert.reason || '', text: `certificate ${cert.state}${cert.notAfter ? ` until ${when(cert.notAfter)}` : ''}` })
-          : h('span', { class: 'badge idle', title: 'The panel does not report certificate states yet.', text: 'certificate: unknown' })));
+        h('span', { class: `badge ${CERT_CLASS[c ? c.state : 'unknown'] || 'idle'}`, 'data-cert': c ? c.state : 'unknown', text: certText(c) }),
+        c && c.reason ? h('span', { class: 'muted', text: ` ${c.reason}` }) : null));
     }
   }
   paintDomains();
@@ -201,16 +211,22 @@ export async function render(view, ctx) {
       site.node.online = !!(m.data && m.data.online);
       nodeBadge.replaceChildren(onlineBadge(site.node.online));
     }),
-    live.on('resync', async () => {
-      try {
-        site = await get(`/sites/${id}`);
-        paintState();
-      } catch (e) {
-        if (e.status === 404) { showInfo('This site no longer exists.'); ctx.go('/'); }
-      }
-    }),
+    live.on('resync', () => refetch()),
   ];
-  ctx.onLeave(() => offs.forEach((f) => f()));
+  // Certificates and domains change without events: fetched now and then.
+  async function refetch() {
+    try {
+      const fresh = await get(`/sites/${id}`);
+      if (!ctx.alive()) return;
+      site = fresh;
+      paintState();
+      paintDomains();
+    } catch (e) {
+      if (e.status === 404 && ctx.alive()) { showInfo('This site no longer exists.'); ctx.go('/'); }
+    }
+  }
+  const timer = setInterval(refetch, 15000);
+  ctx.onLeave(() => { offs.forEach((f) => f()); clearInterval(timer); });
 }
 
 // The per-site grants: who holds what on this site, and a form to give or
