@@ -4,10 +4,15 @@
  *
  * The suite logs in as admin, sees the node online on the dashboard,
  * creates a role and a user with it, adds an SSH key, creates a site and
- * sees it become running, watches the CPU chart get new points, reads the
- * audit log, checks the narrow layout and the token refresh on reload,
- * deletes the site, logs out. The static file server is checked with raw
- * requests first (types, ETag and 304, refusals).
+ * sees it become running, watches the CPU chart get new points, grants a
+ * user the site's files, types into the console and sees the output,
+ * uploads a file and downloads it back identical (and edits, renames,
+ * archives, extracts, deletes), stops the daemon and sees why it is
+ * unreachable, stops and starts the site, reads the audit log, checks the
+ * narrow layout and the token refresh on reload, deletes the site, logs
+ * out. The static file server is checked with raw requests first (types,
+ * ETag and 304, refusals). The daemon's direct server listens on a free
+ * port and accepts the panel's origin only.
  *
  * One stack serves the whole suite (CK_NOFORK); the tests run in order
  * and build on each other. When a test fails, its last screen and HTML go
@@ -642,6 +647,55 @@ START_TEST(cpu_chart_gets_points)
 }
 END_TEST
 
+START_TEST(site_grant)
+{
+    char alice[64], path[128];
+    long role_id = 0;
+    h_resp r;
+    json_t *g;
+
+    BEGIN("site_grant");
+    user_by_name("alice", alice, sizeof(alice), &role_id);
+    ck_assert(alice[0] != '\0');
+    /* On the site page: give alice the files on this site only. */
+    wait_css("#grant-form");
+    ck_assert_int_eq(
+        h_wd_exec(&wd,
+                  "const s = document.getElementById('grant-user');"
+                  "s.value = arguments[0]; return s.value;",
+                  json_pack("[s]", alice), NULL),
+        0);
+    click("#grant-site-files-read");
+    click("#grant-site-files-write");
+    click("#grant-save");
+    wait_text("#grants tbody", "site.files.read", WAIT_MS);
+    snprintf(path, sizeof(path), "/sites/%s/grants", site_id);
+    ck_assert_int_eq(h_call(&panel, &r, "GET", path, access_token, NULL), 200);
+    g = json_array_get(json_object_get(r.json, "grants"), 0);
+    ck_assert_str_eq(h_jstr(g, "userId"), alice);
+    ck_assert_int_eq(json_array_size(json_object_get(g, "permissions")), 2);
+    h_resp_free(&r);
+    END();
+}
+END_TEST
+
+START_TEST(power_buttons)
+{
+    char path[128];
+
+    BEGIN("power");
+    snprintf(path, sizeof(path), "#/sites/%s", site_id);
+    go(path);
+    wait_text("#site-state", "running", WAIT_MS);
+    click("#power-stop");
+    wait_text("#site-state", "offline", 60000);
+    wait_text("#site-desired", "stopped", WAIT_MS);
+    click("#power-start");
+    wait_text("#site-state", "running", 60000);
+    END();
+}
+END_TEST
+
 START_TEST(console_output_and_input)
 {
     char el[H_WD_ID_MAX];
@@ -982,10 +1036,12 @@ static Suite *make_suite(void)
     tcase_add_test(tc, ssh_keys);
     tcase_add_test(tc, site_created_and_running);
     tcase_add_test(tc, cpu_chart_gets_points);
+    tcase_add_test(tc, site_grant);
     tcase_add_test(tc, console_output_and_input);
     tcase_add_test(tc, files_upload_and_download);
     tcase_add_test(tc, unreachable_daemon_is_explained);
     tcase_add_test(tc, site_on_the_dashboard);
+    tcase_add_test(tc, power_buttons);
     tcase_add_test(tc, audit_log);
     tcase_add_test(tc, narrow_layout);
     tcase_add_test(tc, reload_refreshes_the_token);

@@ -27,6 +27,7 @@ export async function render(view, ctx) {
   badge.id = 'site-state';
   const reason = h('span', { class: 'muted', id: 'site-reason' });
   const nodeBadge = h('span', null, onlineBadge(site.node.online));
+  const desired = h('span', { id: 'site-desired', text: site.desiredState });
   const powerButtons = POWER.map(([action, label]) =>
     h('button', { type: 'button', id: `power-${action}`, class: action === 'kill' ? 'danger' : null, 'data-action': action, text: label }));
   const powerBox = h('div', { class: 'actions', role: 'group', 'aria-label': 'Power' }, powerButtons);
@@ -37,11 +38,12 @@ export async function render(view, ctx) {
       h('div', { class: 'bar' },
         h('div', null, 'State: ', badge, ' ', reason),
         h('div', null, 'Node: ', h('strong', { text: site.node.name }), ' ', nodeBadge),
-        h('div', { class: 'muted' }, 'Desired: ', h('span', { id: 'site-desired', text: site.desiredState }))),
+        h('div', { class: 'muted' }, 'Desired: ', desired)),
       powerBox));
 
   function paintState() {
     setStateBadge(badge, site.status.state, site.status.reason);
+    desired.textContent = site.desiredState;
     reason.textContent = site.status.reason ? `(${site.status.reason})` : '';
     const st = site.status.state;
     // A grant may allow power without the role: the panel decides, and
@@ -63,6 +65,7 @@ export async function render(view, ctx) {
     b.disabled = true;
     try {
       await post(`/sites/${id}/power`, { action });
+      site.desiredState = action === 'stop' || action === 'kill' ? 'stopped' : 'running';
       showInfo(`${POWER.find((p) => p[0] === action)[2]} ${site.name}…`);
     } catch (e) {
       showError(e);
