@@ -215,10 +215,12 @@ int h_wd_start(h_wd *w, int width, int height)
     }
     /* The driver may listen a moment before it answers. */
     end = clock_mono_ms() + WD_START_MS;
-    do {
+    for (;;) {
         rc = wd_call(w, "POST", "/session", 0, caps, &v, 0);
-    } while (rc == BERTH_EIO && clock_mono_ms() < end &&
-             (clock_sleep_ms(200), 1));
+        if (rc != BERTH_EIO || clock_mono_ms() >= end)
+            break;
+        clock_sleep_ms(200);
+    }
     json_decref(caps);
     if (rc != 0)
         goto fail;

@@ -919,6 +919,24 @@ START_TEST(narrow_layout)
     ck_assert_int_le(js_int("return document.documentElement.scrollWidth;"),
                      390);
     shot_step("narrow-users");
+    /* The site page (charts, console) and the file manager too. */
+    {
+        char path[128];
+
+        snprintf(path, sizeof(path), "#/sites/%s", site_id);
+        go(path);
+        wait_text("#console-status", "Connected", WAIT_MS);
+        wait_css("#chart-cpu canvas");
+        ck_assert_int_le(js_int("return document.documentElement.scrollWidth;"),
+                         390);
+        shot_step("narrow-site");
+        snprintf(path, sizeof(path), "#/sites/%s/files", site_id);
+        go(path);
+        wait_css("#files-table");
+        ck_assert_int_le(js_int("return document.documentElement.scrollWidth;"),
+                         390);
+        shot_step("narrow-files");
+    }
     ck_assert_int_eq(h_wd_window(&wd, 1280, 900), 0);
     END();
 }
