@@ -744,13 +744,14 @@ static int ex_signal(int pid, int init_pid, int sig)
 
 /* Publishes the session's ShellExit and frees it. The reason says so
  * when the container stopped or went away meanwhile. A process killed
- * (137) may be one whose container is stopping: its init went first and
- * the kernel killed the rest, and Docker reports the container's end a
- * moment later, so it is waited for a while. */
+ * (137, or 126 or unknown: Docker's code for an exec whose stream broke)
+ * may be one whose container is stopping: its init went first and the
+ * kernel killed the rest, and Docker reports the container's end a moment
+ * later, so it is waited for a while. */
 static void ex_finish(daemon_exec *x, ex_session *s, int code)
 {
-    int64_t until = clock_mono_ms() + (code == 128 + SIGKILL ? EX_STOP_WAIT_MS
-                                                             : 0);
+    bool killed = code == 128 + SIGKILL || code == 126 || code < 0;
+    int64_t until = clock_mono_ms() + (killed ? EX_STOP_WAIT_MS : 0);
     daemon_docker_state st;
 
     while (s->reason[0] == '\0') {
@@ -1049,7 +1050,11 @@ static int ex_start(daemon_exec *x, ex_session *s,
     }
     for (i = 0; i < req->n_command; i++)
         argv[i] = req->command[i];
-    if (req->tty)
+    /* Docker keeps the first of two equal names: the request's TERM wins
+     * by leaving ours out. */
+    for (i = 0; i < req->n_env && strcmp(req->env[i]->key, "TERM") != 0; i++)
+        ;
+    if (req->tty && i == req->n_env)
         env[nenv++] = EX_TERM;
     for (i = 0; i < req->n_env; i++) {
         if (asprintf(&kv[i], "%s=%s", req->env[i]->key, req->env[i]->value) <
@@ -1058,7 +1063,7 @@ static int ex_start(daemon_exec *x, ex_session *s,
             rc = BERTH_ENOMEM;
             goto out;
         }
-        env[nenv++] = kv[i]; /* later entries win: the request's TERM too */
+        env[nenv++] = kv[i];
     }
     rc = daemon_docker_exec_create(
         x->docker, st.id,
