@@ -34,14 +34,15 @@ const bus_subject bus_catalog[] = {
 
     /* Events, kept in JetStream for replay. */
     {"site.status.{node}.{site}", BUS_EVENT, T(site_status), NULL,
-     "daemon", "panel", "EVENTS", "a site's state changed"},
+     "daemon", "panel, daemon", "EVENTS", "a site's state changed"},
     {"command.result.{node}", BUS_EVENT, T(command_result), NULL,
      "daemon", "panel", "EVENTS", "a durable command finished or failed"},
     {"node.online.{node}", BUS_EVENT, T(node_online), NULL,
      "panel", "any", "EVENTS", "a node came online or went offline"},
     {"access.revoked.{user}", BUS_EVENT, T(access_revoked), NULL,
      "panel", "shell, daemon", "EVENTS",
-     "a user lost access; open sessions close"},
+     "a user lost access (user \"all\": everyone on the site); open "
+     "sessions close"},
     {"cert.status.{domain...}", BUS_EVENT, T(cert_status), NULL,
      "edge", "panel", "CERTS", "certificate state of a domain"},
     {"route.set.{site}", BUS_EVENT, T(route_set), NULL,
@@ -55,7 +56,7 @@ const bus_subject bus_catalog[] = {
     {"node.stats.{node}", BUS_TELEMETRY, T(node_stats), NULL,
      "daemon", "panel", NULL, "node CPU, memory, disk and load"},
     {"container.stats.{node}.{site}", BUS_TELEMETRY, T(container_stats), NULL,
-     "daemon", "panel", NULL, "a site's resource use, 1 Hz"},
+     "daemon", "panel, daemon", NULL, "a site's resource use, 1 Hz"},
     {"site.pull.{node}.{site}", BUS_TELEMETRY, T(image_pull), NULL,
      "daemon", "panel", NULL, "image pull progress"},
 
@@ -71,7 +72,8 @@ const bus_subject bus_catalog[] = {
     {"shell.resize.{node}.{session}", BUS_STREAM, T(shell_resize), NULL,
      "shell", "daemon", NULL, "terminal size of a session"},
     {"shell.exit.{node}.{session}", BUS_STREAM, T(shell_exit), NULL,
-     "daemon", "shell", NULL, "a session's process exited"},
+     "daemon, shell", "shell, daemon", NULL,
+     "a session's process exited (daemon), or end it (shell)"},
 
     /* Requests. */
     {"node.register.{node}", BUS_REQUEST, T(node_register), T(node_registered),
