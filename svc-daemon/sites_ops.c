@@ -777,11 +777,12 @@ static int apply_power(daemon_sites *s, const Berth__V1__SitePower *p,
         break;
     case BERTH__V1__POWER_ACTION__POWER_ACTION_STOP:
     case BERTH__V1__POWER_ACTION__POWER_ACTION_KILL:
+        /* The intent first: a daemon killed half way must not start the
+         * site again when it adopts its containers. */
+        site_set_should_run(s, st, false);
         rc = site_op_stop(s, st,
                           p->action == BERTH__V1__POWER_ACTION__POWER_ACTION_KILL,
                           op);
-        if (rc == 0)
-            site_set_should_run(s, st, false);
         break;
     case BERTH__V1__POWER_ACTION__POWER_ACTION_RESTART:
         rc = site_op_restart(s, st, op);
