@@ -854,6 +854,7 @@ START_TEST(unreachable_daemon_is_explained)
     BEGIN("unreachable");
     /* Stop the daemon: the console explains instead of spinning. */
     ck_assert_int_eq(h_proc_stop(&dproc, SIGTERM, 10000), 0);
+    h_proc_free(&dproc);
     snprintf(path, sizeof(path), "#/sites/%s", site_id);
     go("#/");
     go(path);
