@@ -659,12 +659,17 @@ START_TEST(site_grant)
     ck_assert(alice[0] != '\0');
     /* On the site page: give alice the files on this site only. */
     wait_css("#grant-form");
-    ck_assert_int_eq(
-        h_wd_exec(&wd,
-                  "const s = document.getElementById('grant-user');"
-                  "s.value = arguments[0]; return s.value;",
-                  json_pack("[s]", alice), NULL),
-        0);
+    {
+        json_t *args = json_pack("[s]", alice); /* h_wd_exec borrows it */
+
+        ck_assert_int_eq(
+            h_wd_exec(&wd,
+                      "const s = document.getElementById('grant-user');"
+                      "s.value = arguments[0]; return s.value;",
+                      args, NULL),
+            0);
+        json_decref(args);
+    }
     click("#grant-site-files-read");
     click("#grant-site-files-write");
     click("#grant-save");
