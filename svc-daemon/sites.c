@@ -541,15 +541,16 @@ static void restart_due(daemon_sites *s, site *st, int64_t now)
     pthread_mutex_unlock(&st->op);
 }
 
+/* nats.c's reconnect count (0 when it cannot be read), into the one
+ * statistics object the supervisor keeps. */
 static uint64_t nats_reconnects(daemon_sites *s)
 {
-    natsStatistics *stats = NULL;
     uint64_t n = 0;
 
-    if (natsStatistics_Create(&stats) == NATS_OK &&
-        natsConnection_GetStats(bus_nats(s->bus), stats) == NATS_OK)
-        natsStatistics_GetCounts(stats, NULL, NULL, NULL, NULL, &n);
-    natsStatistics_Destroy(stats);
+    if (s->nstats == NULL && natsStatistics_Create(&s->nstats) != NATS_OK)
+        return 0;
+    if (natsConnection_GetStats(bus_nats(s->bus), s->nstats) == NATS_OK)
+        natsStatistics_GetCounts(s->nstats, NULL, NULL, NULL, NULL, &n);
     return n;
 }
 
@@ -707,6 +708,7 @@ void daemon_sites_free(daemon_sites *s)
         site_free(s->table[i]);
     free(s->table);
     daemon_ledger_close(s->ledger);
+    natsStatistics_Destroy(s->nstats);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->mu);
     free(s->sites_dir);

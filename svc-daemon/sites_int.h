@@ -92,6 +92,7 @@ struct daemon_sites {
     bus_js_worker *worker;
     int64_t last_event_ns; /* events thread */
     uint64_t reconnects;   /* supervisor thread: nats.c's count */
+    natsStatistics *nstats; /* read into by the start and supervisor threads */
 };
 
 /* A running operation: the command being worked (NULL otherwise), whose
