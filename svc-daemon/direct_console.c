@@ -43,6 +43,7 @@
 #define CON_WARN_S      60          /* "token.expiring" this long before */
 #define CON_RATE        100         /* messages a second, */
 #define CON_BURST       200         /* in bursts of */
+#define CON_POWER_MS    10000       /* for the panel's answer */
 #define CON_WSOUT_MAX   (LWS_PRE + 6 * CON_OUT_PIECE + 4096)
 
 /* The ways the power message may name an action. */
@@ -434,12 +435,32 @@ void dd_console_closed(dd_conn *c)
 
 /* ------------------------------------------------------------ receiving */
 
+/* The panel keeps each site's desired state, so a power action from the
+ * console goes to it as the user-level site.power, on behalf of the
+ * token's user: the panel checks that user's permission again, records
+ * the new desired state, audits and sends the command to this node
+ * through the durable queue like any other. Done directly here, the next
+ * reconcile would undo it. */
 static void power_run(dd_job *j)
 {
     power_job *p = (power_job *)j;
+    Berth__V1__SitePower req = BERTH__V1__SITE_POWER__INIT;
+    ProtobufCMessage *reply = NULL;
+    bus_error be = {0};
 
-    p->rc = daemon_sites_power(p->d->sites, p->site, p->action, p->err,
-                               sizeof(p->err));
+    req.site_id = p->site;
+    req.action = (Berth__V1__PowerAction)p->action;
+    req.user_id = p->user;
+    p->rc = bus_request(p->d->bus, "site.power", &req.base, CON_POWER_MS,
+                        &reply, &be);
+    if (p->rc != 0)
+        snprintf(p->err, sizeof(p->err), "%s",
+                 be.message[0] != '\0' ? be.message
+                 : p->rc == BERTH_ETIMEDOUT
+                     ? "the panel did not answer"
+                     : berth_strerror(p->rc));
+    if (reply != NULL)
+        protobuf_c_message_free_unpacked(reply, NULL);
 }
 
 static void power_done(dd_job *j, bool stopping)
@@ -472,10 +493,6 @@ static void on_power(dd_client *cl, json_t *msg)
 
     if (!(cl->claims.perms & DD_PERM_POWER)) {
         send_error(cl, BERTH_EPERM, "permission site.power required");
-        return;
-    }
-    if (cl->d->sites == NULL) {
-        send_error(cl, BERTH_ENOTSUP, "power actions are not available");
         return;
     }
     for (i = 0; name != NULL && i < sizeof(actions) / sizeof(actions[0]); i++) {

@@ -87,17 +87,6 @@ void daemon_sites_free(daemon_sites *s);
 /* The number of sites whose container runs. Any thread. */
 int daemon_sites_running(daemon_sites *s);
 
-/* Runs a power action (BERTH__V1__POWER_ACTION_*) on site_id now, as the
- * command site.power.<node> would, under the site's operation lock: start
- * (should_run set), stop or kill (should_run cleared; a stop waits for the
- * site's stop timeout), restart. Blocks for as long as the operation
- * takes: call it from a worker thread. On failure a sentence goes into err
- * (errlen bytes; may be NULL). Returns 0, BERTH_ENOENT for a site not on
- * this node, BERTH_EINVAL for an unknown action, or the operation's code.
- * The panel's desired state is not changed: it is the panel's to keep. */
-int daemon_sites_power(daemon_sites *s, const char *site_id, int action,
-                       char *err, size_t errlen);
-
 /* Fills *out with site_id's current state, exit code, OOM flag and
  * restart count (site_id, node_id and reason point to the caller's
  * site_id, the node's id and reason, which receives reasonlen bytes).

@@ -880,31 +880,6 @@ static int on_command(bus_msg *m, void *ud)
     return rc != 0 ? BERTH_EUNAVAIL : 0;
 }
 
-/* ------------------------------------------------------------ direct */
-
-int daemon_sites_power(daemon_sites *s, const char *site_id, int action,
-                       char *err, size_t errlen)
-{
-    Berth__V1__SitePower p = BERTH__V1__SITE_POWER__INIT;
-    site_op op = {0};
-    int rc;
-
-    if (err != NULL && errlen > 0)
-        err[0] = '\0';
-    if (site_id == NULL || !bus_token_valid(site_id)) {
-        rc = site_op_fail(&op, BERTH_ENOENT, "site is not on this node");
-        goto out;
-    }
-    p.site_id = (char *)site_id;
-    p.action = action;
-    log_info("power action", "site=%s action=%d from=direct", site_id, action);
-    rc = apply_power(s, &p, &op);
-out:
-    if (rc != 0 && err != NULL && errlen > 0)
-        snprintf(err, errlen, "%s", op.error[0] ? op.error : berth_strerror(rc));
-    return rc;
-}
-
 int daemon_sites_status(daemon_sites *s, const char *site_id,
                         Berth__V1__SiteStatus *out, char *reason,
                         size_t reasonlen)

@@ -13,8 +13,6 @@
 
 int api_auth(panel *p, http_req *req, http_resp *resp, principal *who)
 {
-    store_user u;
-    int exists = 0;
     int rc;
 
     memset(who, 0, sizeof(*who));
@@ -28,12 +26,25 @@ int api_auth(panel *p, http_req *req, http_resp *resp, principal *who)
         http_error(resp, 401, BERTH_EAUTH, "a valid access token is required");
         return BERTH_EAUTH;
     }
-    who->perms = store_user_perms(p->store, who->user_id, &exists);
-    if (!exists || store_user_get(p->store, who->user_id, &u) != 0) {
+    if (api_principal(p, who->user_id, who) != 0) {
         http_error(resp, 401, BERTH_EAUTH, "the token's user no longer exists");
         return BERTH_EAUTH;
     }
+    return 0;
+}
+
+int api_principal(panel *p, const char *user_id, principal *who)
+{
+    store_user u;
+    int exists = 0;
+    uint32_t perms = store_user_perms(p->store, user_id, &exists);
+
+    if (!exists || store_user_get(p->store, user_id, &u) != 0)
+        return BERTH_ENOENT;
+    memset(who, 0, sizeof(*who));
+    snprintf(who->user_id, sizeof(who->user_id), "%s", u.id);
     snprintf(who->name, sizeof(who->name), "%s", u.name);
+    who->perms = perms;
     return 0;
 }
 

@@ -21,6 +21,10 @@ typedef struct principal {
  * 401 on resp and returns BERTH_EAUTH. */
 int api_auth(panel *p, http_req *req, http_resp *resp, principal *who);
 
+/* Fills who for the user user_id as the store knows them now. Returns 0,
+ * or BERTH_ENOENT when there is no such user. */
+int api_principal(panel *p, const char *user_id, principal *who);
+
 /* Returns 0 when who holds perm (globally), or sets a 403 and returns
  * BERTH_EPERM. */
 int api_require(const principal *who, uint32_t perm, http_resp *resp);

@@ -8,7 +8,9 @@
  *
  * The requests do exactly what the HTTP endpoints do, through the same
  * site_op_* functions, audited without a user: whoever may publish on
- * these subjects (NATS permissions) is trusted. Errors are the standard
+ * these subjects (NATS permissions) is trusted. site.power may name the
+ * user it acts for (a daemon's direct console): then that user's
+ * permission is checked too and the audit row is theirs. Errors are the standard
  * error reply with the same code and message the HTTP API would give.
  */
 #include "svc-panel/sites.h"
@@ -25,6 +27,7 @@
 #include "common/id.h"
 #include "common/log.h"
 #include "node.pb-c.h"
+#include "svc-panel/auth.h"
 #include "svc-panel/edge.h"
 #include "svc-panel/nodes.h"
 #include "svc-panel/sitespec.h"
@@ -129,10 +132,22 @@ static int on_power(bus_msg *m, void *ud)
 {
     sites *s = ud;
     const Berth__V1__SitePower *req = (const Berth__V1__SitePower *)m->msg;
+    principal who, *on_behalf = NULL;
     site_result res;
 
-    if (site_op_power(s->p, NULL, NULL, req->site_id, (int)req->action, &res) !=
-        0)
+    /* A daemon's direct console acts for the user of its token: that user
+     * must still hold site.power here (a token outlives a revocation by up
+     * to its lifetime), and the audit log names them. */
+    if (req->user_id != NULL && req->user_id[0] != '\0') {
+        if (!id_uuid_valid(req->user_id) ||
+            api_principal(s->p, req->user_id, &who) != 0 ||
+            !api_site_allowed(s->p, &who, req->site_id, PERM_SITE_POWER))
+            return bus_reply_error(m, BERTH_EPERM,
+                                   "permission site.power required");
+        on_behalf = &who;
+    }
+    if (site_op_power(s->p, on_behalf, NULL, req->site_id, (int)req->action,
+                      &res) != 0)
         return reply_failure(m, &res);
     return reply_site(m, s->p, &res);
 }

@@ -876,6 +876,55 @@ START_TEST(console_tokens_are_checked)
 }
 END_TEST
 
+static const char *site_desired(char *out, size_t size)
+{
+    char path[128];
+    h_resp r;
+
+    snprintf(path, sizeof(path), "/sites/%s", site_id);
+    ck_assert_int_eq(h_call(&panel, &r, "GET", path, access_token, NULL), 200);
+    snprintf(out, size, "%s", h_jstr(r.json, "desiredState"));
+    h_resp_free(&r);
+    return out;
+}
+
+/* Sends power action over the console, expects it accepted, then the
+ * panel's desired state and the site's state, and an audit row of the
+ * action with the token's user. */
+static void power_and_expect(int fd, const char *action, const char *desired,
+                             const char *state)
+{
+    char msg[96], path[160], got[32];
+    json_t *j, *e;
+    h_resp r;
+    size_t i, n;
+    int found = 0;
+
+    snprintf(msg, sizeof(msg), "{\"type\":\"power\",\"action\":\"%s\"}",
+             action);
+    ws_send_json(fd, msg);
+    j = ws_until(fd, "power", NULL, 60000);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg(json_is_true(json_object_get(j, "ok")), "%s",
+                  h_jstr(j, "message"));
+    json_decref(j);
+    ck_assert_str_eq(site_desired(got, sizeof(got)), desired);
+    ck_assert_msg(wait_site_state(state, 60000), "site never %s", state);
+    snprintf(path, sizeof(path), "/audit?action=site.power&target=%s&limit=50",
+             site_id);
+    ck_assert_int_eq(h_call(&panel, &r, "GET", path, access_token, NULL), 200);
+    n = json_array_size(json_object_get(r.json, "entries"));
+    for (i = 0; i < n; i++) {
+        e = json_array_get(json_object_get(r.json, "entries"), i);
+        if (strcmp(h_jstr(json_object_get(e, "detail"), "action"), action) ==
+                0 &&
+            json_is_string(json_object_get(e, "userId")))
+            found = 1;
+    }
+    h_resp_free(&r);
+    ck_assert_msg(found, "no audit row of %s with a user", action);
+}
+
 START_TEST(console_power_restarts_the_site)
 {
     char tok[TOKEN_MAX], q[TOKEN_MAX + 16];
@@ -904,6 +953,11 @@ START_TEST(console_power_restarts_the_site)
     /* Live: the new run's first line. */
     ck_assert_msg(ws_see(fd, &seen, "hello-from-site", 20000), "%s",
                   seen.data != NULL ? seen.data : "");
+    /* A stop goes through the panel: its desired state follows (so a
+     * reconcile keeps the site stopped) and the audit log names the user;
+     * a start brings both back. */
+    power_and_expect(fd, "stop", "stopped", "offline");
+    power_and_expect(fd, "start", "running", "running");
     close(fd);
     buf_free(&seen);
 }
