@@ -302,7 +302,10 @@ void bus_close(bus *b)
         natsSubscription_Destroy(b->micro_subs[i]);
     for (i = 0; i < b->n_endpoints; i++) {
         bus_endpoint *e = b->endpoints[i];
-        natsSubscription_Destroy(e->sub);
+        int k;
+
+        for (k = 0; k < e->nsubs; k++)
+            natsSubscription_Destroy(e->subs[k]);
         pthread_mutex_destroy(&e->lock);
         free(e->name);
         free(e->subject);
@@ -617,10 +620,18 @@ out:
 int bus_serve(bus *b, const char *name, const char *subject, bus_handler fn,
               void *ud)
 {
+    return bus_serve_threads(b, name, subject, fn, ud, 1);
+}
+
+int bus_serve_threads(bus *b, const char *name, const char *subject,
+                      bus_handler fn, void *ud, int threads)
+{
     bus_endpoint *ep = NULL;
-    natsStatus s;
+    natsStatus s = NATS_OK;
     int rc = 0;
 
+    if (threads < 1 || threads > BUS_SERVE_THREADS_MAX)
+        return BERTH_EINVAL;
     if (bus_catalog_check_filter(subject) != 0)
         return bus_subject_violation("serve", subject, NULL);
     ep = calloc(1, sizeof(*ep));
@@ -642,8 +653,14 @@ int bus_serve(bus *b, const char *name, const char *subject, bus_handler fn,
         rc = BERTH_ETOOBIG;
         goto out;
     }
-    s = natsConnection_QueueSubscribe(&ep->sub, b->nc, subject, b->service,
-                                      on_request, ep);
+    /* Each subscription of the queue group has its own delivery thread,
+     * so threads requests run side by side; NATS spreads them. */
+    while (s == NATS_OK && ep->nsubs < threads) {
+        s = natsConnection_QueueSubscribe(&ep->subs[ep->nsubs], b->nc, subject,
+                                          b->service, on_request, ep);
+        if (s == NATS_OK)
+            ep->nsubs++;
+    }
     if (s == NATS_OK)
         b->endpoints[b->n_endpoints++] = ep;
     pthread_mutex_unlock(&b->lock);
@@ -655,6 +672,12 @@ int bus_serve(bus *b, const char *name, const char *subject, bus_handler fn,
     ep = NULL;
 out:
     if (ep != NULL) {
+        while (ep->nsubs > 0) {
+            natsSubscription *sub = ep->subs[--ep->nsubs];
+
+            natsSubscription_Unsubscribe(sub);
+            natsSubscription_Destroy(sub);
+        }
         pthread_mutex_destroy(&ep->lock);
         free(ep->name);
         free(ep->subject);

@@ -108,6 +108,14 @@ int bus_reply_error(bus_msg *m, int code, const char *fmt, ...)
 int bus_serve(bus *b, const char *name, const char *subject, bus_handler fn,
               void *ud);
 
+/* bus_serve() with threads requests handled at once (at most
+ * BUS_SERVE_THREADS_MAX), for handlers that may block on I/O: fn must then
+ * be safe to run on several threads. Requests are not answered in the
+ * order they came. */
+#define BUS_SERVE_THREADS_MAX 8
+int bus_serve_threads(bus *b, const char *name, const char *subject,
+                      bus_handler fn, void *ud, int threads);
+
 /* Subscribes to events, telemetry or streams matching filter (core NATS).
  * queue may be NULL. Messages that fail to decode are logged and skipped. */
 int bus_subscribe(bus *b, const char *filter, const char *queue, bus_handler fn,

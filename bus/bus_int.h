@@ -18,7 +18,8 @@ typedef struct bus_endpoint {
     bus_handler fn;
     void *ud;
     bus *bus;
-    natsSubscription *sub;
+    natsSubscription *subs[BUS_SERVE_THREADS_MAX]; /* one thread each */
+    int nsubs;
     pthread_mutex_t lock;
     uint64_t num_requests;
     uint64_t num_errors;

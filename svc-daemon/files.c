@@ -22,6 +22,10 @@
 
 #define FILES_ID_MAX      129 /* a bus token (at most 128 bytes) + NUL */
 #define FILES_SUBJECT_MAX 192
+/* Requests served at once: one user's slow operation (a large recursive
+ * delete, a disk that stalls) does not hold up everyone else's SFTP, and
+ * a transfer's pipelined pieces overlap. */
+#define FILES_THREADS 4
 /* Bytes of names one LIST reply may carry, with room for the rest of each
  * entry, well below BUS_PAYLOAD_MAX. */
 #define FILES_LIST_BYTES (640u * 1024)
@@ -942,7 +946,8 @@ int daemon_files_new(const daemon_files_cfg *cfg, daemon_files **out)
         files_gates = g;
         pthread_mutex_unlock(&files_gates_mu);
         snprintf(subject, sizeof(subject), "files.op.%s", f->node);
-        rc = bus_serve(cfg->bus, "files", subject, files_on_request, g);
+        rc = bus_serve_threads(cfg->bus, "files", subject, files_on_request,
+                               g, FILES_THREADS);
         if (rc != 0)
             goto out;
     }
