@@ -1219,6 +1219,7 @@ int daemon_direct_new(const daemon_direct_cfg *cfg, daemon_direct **out)
     info.ka_probes = 3;
     info.ka_interval = 10;
     info.pt_serv_buf_size = DD_CHUNK;
+    info.fd_limit_per_thread = DD_CONN_MAX;
     d->ctx = lws_create_context(&info);
     if (d->ctx == NULL) {
         log_error("direct listen failed", "addr=%s tls=%d", cfg->addr,

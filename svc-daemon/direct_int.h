@@ -43,6 +43,10 @@
 #define DD_JSON_MAX      (64u << 10)  /* request bodies of JSON operations */
 #define DD_RESP_MAX      (32u << 20)  /* a JSON response (large listings) */
 #define DD_CHUNK         (256u << 10) /* file bytes per writeable callback */
+/* Connections the direct server holds at once. libwebsockets sizes (and
+ * clears) its poll table by this, by default the process's whole file
+ * limit: 20,000 descriptors cost 320 KiB of memory touched at start. */
+#define DD_CONN_MAX      1024
 #define DD_HDR_ROOM      (8u << 10)   /* response header bytes */
 #define DD_MAX_ARGS      16           /* query parameters kept */
 #define DD_ARGS_MAX      (16u << 10)  /* their bytes */

@@ -18,7 +18,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 
-#define LEDGER_KEEP_DEFAULT 4096
+#define LEDGER_KEEP_DEFAULT 1024 /* 288 KiB at most; a redelivery is of the newest */
 #define LEDGER_FILE_MAX     (64u * 1024 * 1024)
 
 typedef struct slot {

@@ -5,7 +5,7 @@
  *   daemon_ledger *l;
  *   daemon_ledger_entry e;
  *
- *   rc = daemon_ledger_open("<data dir>/commands.log", 4096, &l);
+ *   rc = daemon_ledger_open("<data dir>/commands.log", 1024, &l);
  *   daemon_ledger_get(l, id, &e);          LEDGER_NEW, _BEGUN or _DONE
  *   rc = daemon_ledger_begin(l, id, now);  before the first effect
  *   ...                                    the command's effects
@@ -48,7 +48,7 @@ typedef struct daemon_ledger_entry {
 typedef struct daemon_ledger daemon_ledger;
 
 /* Opens (creating, 0600) and reads the journal at path, remembering at
- * most keep commands (0: 4096). Returns 0 and *out, or a berth code. */
+ * most keep commands (0: 1024). Returns 0 and *out, or a berth code. */
 int daemon_ledger_open(const char *path, int keep, daemon_ledger **out);
 
 void daemon_ledger_close(daemon_ledger *l);
