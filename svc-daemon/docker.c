@@ -1,9 +1,9 @@
-/* docker.c - the Docker Engine API driver: HTTP over the unix socket with
- * libcurl, JSON with jansson. See docker.h for errors, limits and threads.
+/* docker.c - the Docker Engine API driver: HTTP over the unix socket
+ * (uhttp.h), JSON with jansson. See docker.h for errors, limits and
+ * threads.
  */
 #include "svc-daemon/docker.h"
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -13,6 +13,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "svc-daemon/uhttp.h"
 
 /* The newest API version this driver was written against; a newer engine is
  * spoken to in this version, an older one in its own. */
@@ -90,8 +91,6 @@ int daemon_docker_new(const daemon_docker_cfg *cfg, daemon_docker **out)
                                                  : DAEMON_DOCKER_SOCK_DEFAULT;
     if (sock[0] == '\0')
         return BERTH_EINVAL;
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-        return BERTH_EINTERNAL;
     d = calloc(1, sizeof(*d));
     if (d == NULL) {
         rc = BERTH_ENOMEM;
@@ -128,47 +127,36 @@ void daemon_docker_free(daemon_docker *d)
 
 /* ---------------------------------------------------------------- transport */
 
-static size_t on_body(char *p, size_t size, size_t n, void *arg)
+/* Collects a reply body, up to its cap. */
+static int on_body(void *arg, int status, const char *p, size_t n)
 {
-    buf *b = arg;
-
-    if (buf_append(b, p, size * n) != 0)
-        return 0; /* past the cap: curl aborts with CURLE_WRITE_ERROR */
-    return size * n;
+    (void)status;
+    return buf_append(arg, p, n) != 0; /* past the cap: stop */
 }
 
-/* Maps a transport failure onto a berth code and a sentence. */
-static int curl_failure(daemon_docker *d, CURLcode cc, const char *what,
-                        const char *errbuf, daemon_docker_err *err)
+/* Maps a transport failure (uhttp_request()'s code) onto the code callers
+ * get and a sentence. */
+static int transport_failure(daemon_docker *d, int rc, const char *what,
+                             const char *why, daemon_docker_err *err)
 {
-    const char *detail = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc);
-
-    switch (cc) {
-    case CURLE_OPERATION_TIMEDOUT:
-        err_set(err, 0, "docker: %s: timed out: %s", what, detail);
+    switch (rc) {
+    case BERTH_ETIMEDOUT:
+        err_set(err, 0, "docker: %s: timed out: %s", what, why);
         return BERTH_ETIMEDOUT;
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_GOT_NOTHING:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_PARTIAL_FILE:
+    case BERTH_EUNAVAIL:
+    case BERTH_EPROTO:
         /* Docker may come back as a different version: ask again then. */
         pthread_mutex_lock(&d->lock);
         d->api[0] = '\0';
         pthread_mutex_unlock(&d->lock);
         err_set(err, 0, "docker: %s: engine unavailable at %s: %s", what,
-                d->sock_path, detail);
+                d->sock_path, why);
         return BERTH_EUNAVAIL;
-    case CURLE_WRITE_ERROR:
-        err_set(err, 0, "docker: %s: reply larger than %u bytes", what,
-                DOCKER_REPLY_MAX);
-        return BERTH_ETOOBIG;
-    case CURLE_OUT_OF_MEMORY:
+    case BERTH_ENOMEM:
         return BERTH_ENOMEM;
     default:
-        err_set(err, 0, "docker: %s: %s", what, detail);
-        return BERTH_EIO;
+        err_set(err, 0, "docker: %s: %s", what, why);
+        return rc == BERTH_EINVAL ? BERTH_EINVAL : BERTH_EIO;
     }
 }
 
@@ -190,22 +178,17 @@ static int status_to_rc(long status, const char *message)
     return BERTH_EPROTO;
 }
 
-/* Returns a new easy handle set up for the socket and the time limits, or
- * NULL. The URL host is a placeholder: the socket decides where it goes. */
-static CURL *easy_new(daemon_docker *d, long total_ms, char *errbuf)
+/* Percent-encodes s for a URL into a new string (free()), or NULL. */
+static char *escape(const char *s)
 {
-    CURL *c = curl_easy_init();
+    size_t size = 3 * strlen(s) + 1;
+    char *out = malloc(size);
 
-    if (c == NULL)
-        return NULL;
-    errbuf[0] = '\0';
-    curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, d->sock_path);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, d->connect_timeout_ms);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, total_ms);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
-    return c;
+    if (out != NULL && uhttp_escape(s, out, size) != 0) {
+        free(out);
+        out = NULL;
+    }
+    return out;
 }
 
 static int negotiate(daemon_docker *d, char api[16], daemon_docker_err *err);
@@ -217,15 +200,13 @@ static int negotiate(daemon_docker *d, char api[16], daemon_docker_err *err);
 static int docker_call(daemon_docker *d, docker_req *r, long *status,
                        json_t **reply, daemon_docker_err *err)
 {
-    CURL *c = NULL;
-    struct curl_slist *hdrs = NULL;
     char *body = NULL;
-    char errbuf[CURL_ERROR_SIZE];
+    char why[256];
     char api[16];
-    char url[640];
+    char target[640];
     json_t *j = NULL;
     json_error_t jerr;
-    CURLcode cc;
+    uhttp_res res;
     long st = 0;
     buf out;
     int rc;
@@ -234,44 +215,42 @@ static int docker_call(daemon_docker *d, docker_req *r, long *status,
     if (reply != NULL)
         *reply = NULL;
     if (r->unversioned) {
-        snprintf(url, sizeof(url), "http://docker%s", r->path);
+        snprintf(target, sizeof(target), "%s", r->path);
     } else {
         rc = negotiate(d, api, err);
         if (rc != 0)
             goto out;
-        snprintf(url, sizeof(url), "http://docker/v%s%s", api, r->path);
+        snprintf(target, sizeof(target), "/v%s%s", api, r->path);
     }
-    c = easy_new(d, d->timeout_ms + r->extra_timeout_ms, errbuf);
-    if (c == NULL) {
-        rc = BERTH_ENOMEM;
-        goto out;
-    }
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
     if (r->body != NULL) {
         body = json_dumps(r->body, JSON_COMPACT);
         if (body == NULL) {
             rc = BERTH_ENOMEM;
             goto out;
         }
-        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-        if (hdrs == NULL) {
-            rc = BERTH_ENOMEM;
-            goto out;
-        }
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    } else if (strcmp(r->method, "POST") == 0) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
     }
-    cc = curl_easy_perform(c);
-    if (cc != CURLE_OK) {
-        rc = curl_failure(d, cc, r->path, errbuf, err);
+    rc = uhttp_request(&(uhttp_req){.sock_path = d->sock_path,
+                                    .method = r->method,
+                                    .target = target,
+                                    .body = body,
+                                    .body_len = body != NULL ? strlen(body) : 0,
+                                    .connect_timeout_ms = d->connect_timeout_ms,
+                                    .timeout_ms =
+                                        d->timeout_ms + r->extra_timeout_ms,
+                                    .on_body = on_body,
+                                    .arg = &out},
+                       &res, why, sizeof(why));
+    if (rc != 0) {
+        rc = transport_failure(d, rc, r->path, why, err);
         goto out;
     }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+    if (res.stopped) {
+        err_set(err, 0, "docker: %s: reply larger than %u bytes", r->path,
+                DOCKER_REPLY_MAX);
+        rc = BERTH_ETOOBIG;
+        goto out;
+    }
+    st = res.status;
     if (status != NULL)
         *status = st;
     if (out.len > 0) {
@@ -302,10 +281,7 @@ static int docker_call(daemon_docker *d, docker_req *r, long *status,
     }
 out:
     json_decref(j);
-    curl_slist_free_all(hdrs);
     free(body);
-    if (c != NULL)
-        curl_easy_cleanup(c);
     buf_free(&out);
     return rc;
 }
@@ -409,12 +385,12 @@ int daemon_docker_image_inspect(daemon_docker *d, const char *image,
         err_set(err, 0, "docker: invalid image name");
         return BERTH_EINVAL;
     }
-    esc = curl_easy_escape(NULL, image, 0);
+    esc = escape(image);
     if (esc == NULL)
         return BERTH_ENOMEM;
     snprintf(r.path, sizeof(r.path), "/images/%s/json", esc);
     rc = docker_call(d, &r, NULL, NULL, err);
-    curl_free(esc);
+    free(esc);
     return rc;
 }
 
@@ -796,7 +772,7 @@ int daemon_docker_container_list(daemon_docker *d, const char *label,
     }
     filters = json_pack("{s:[s]}", "label", label);
     fs = filters != NULL ? json_dumps(filters, JSON_COMPACT) : NULL;
-    esc = fs != NULL ? curl_easy_escape(NULL, fs, 0) : NULL;
+    esc = fs != NULL ? escape(fs) : NULL;
     if (esc == NULL) {
         rc = BERTH_ENOMEM;
         goto out;
@@ -834,7 +810,7 @@ out:
     json_decref(j);
     json_decref(filters);
     free(fs);
-    curl_free(esc);
+    free(esc);
     return rc;
 }
 
@@ -843,8 +819,6 @@ out:
 /* A streamed reply of JSON lines (/events, /images/create). */
 typedef struct events_ctx events_ctx;
 struct events_ctx {
-    CURL *c;
-    long status; /* the reply's status once known */
     buf line;    /* the line being assembled; the error body when not 200 */
     int (*line_fn)(events_ctx *x, const char *p, size_t len); /* !0: stop */
     daemon_docker_event_cb cb;
@@ -885,47 +859,31 @@ static int events_line(events_ctx *x, const char *p, size_t len)
     return stop;
 }
 
-static size_t on_events(char *p, size_t size, size_t n, void *arg)
+static int on_events(void *arg, int status, const char *p, size_t total)
 {
     events_ctx *x = arg;
-    size_t total = size * n;
     size_t i, start = 0;
 
-    if (x->status == 0)
-        curl_easy_getinfo(x->c, CURLINFO_RESPONSE_CODE, &x->status);
-    if (x->status != 200) {
+    if (status != 200) {
         buf_append(&x->line, p, total); /* kept for the message, as capped */
-        return total;
+        return 0;
     }
     for (i = 0; i < total; i++) {
         if (p[i] != '\n')
             continue;
         if (buf_append(&x->line, p + start, i - start) != 0) {
             x->too_long = true;
-            return 0;
+            return 1;
         }
         if (x->line.len > 0 && x->line_fn(x, x->line.data, x->line.len)) {
             x->stopped = true;
-            return 0;
+            return 1;
         }
         buf_reset(&x->line);
         start = i + 1;
     }
     if (buf_append(&x->line, p + start, total - start) != 0) {
         x->too_long = true;
-        return 0;
-    }
-    return total;
-}
-
-static int on_events_progress(void *arg, curl_off_t dt, curl_off_t dn,
-                              curl_off_t ut, curl_off_t un)
-{
-    events_ctx *x = arg;
-
-    (void)dt, (void)dn, (void)ut, (void)un;
-    if (x->stop != NULL && atomic_load(x->stop)) {
-        x->stopped = true;
         return 1;
     }
     return 0;
@@ -935,55 +893,47 @@ static int on_events_progress(void *arg, curl_off_t dt, curl_off_t dn,
  * total limit of total_ms (0: none). Returns 0 when the stream ended with a
  * 200 reply or was stopped (x->stopped), or a berth code with err set. */
 static int stream_perform(daemon_docker *d, events_ctx *x, const char *method,
-                          const char *url, long total_ms, const char *what,
+                          const char *target, long total_ms, const char *what,
                           daemon_docker_err *err)
 {
-    char errbuf[CURL_ERROR_SIZE];
-    CURL *c;
-    CURLcode cc;
-    long st = 0;
+    char why[256];
+    uhttp_res res;
     int rc;
 
-    c = easy_new(d, total_ms, errbuf);
-    if (c == NULL)
-        return BERTH_ENOMEM;
-    x->c = c;
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    if (strcmp(method, "POST") == 0)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_events);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_events_progress);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
-    cc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+    rc = uhttp_request(&(uhttp_req){.sock_path = d->sock_path,
+                                    .method = method,
+                                    .target = target,
+                                    .connect_timeout_ms = d->connect_timeout_ms,
+                                    .timeout_ms = total_ms,
+                                    .on_body = on_events,
+                                    .arg = x,
+                                    .stop = x->stop},
+                       &res, why, sizeof(why));
+    if (res.stopped && !x->too_long)
+        x->stopped = true;
     if (x->stopped) {
         rc = 0;
     } else if (x->too_long) {
-        err_set(err, (int)st, "docker: %s: a line longer than %u bytes", what,
-                DOCKER_EVENT_LINE_MAX);
+        err_set(err, res.status, "docker: %s: a line longer than %u bytes",
+                what, DOCKER_EVENT_LINE_MAX);
         rc = BERTH_ETOOBIG;
-    } else if (cc != CURLE_OK) {
-        rc = curl_failure(d, cc, what, errbuf, err);
+    } else if (rc != 0) {
+        rc = transport_failure(d, rc, what, why, err);
         if (rc != BERTH_ENOMEM && rc != BERTH_ETIMEDOUT)
             rc = BERTH_EUNAVAIL;
-    } else if (st != 200) {
+    } else if (res.status != 200) {
         json_t *j = json_loadb(x->line.data != NULL ? x->line.data : "",
                                x->line.len, 0, NULL);
         const char *msg = json_string_value(json_object_get(j, "message"));
 
         if (msg == NULL)
             msg = x->line.len > 0 ? x->line.data : "(no message)";
-        err_set(err, (int)st, "docker: %s: %ld %s", what, st, msg);
-        rc = status_to_rc(st, msg);
+        err_set(err, res.status, "docker: %s: %d %s", what, res.status, msg);
+        rc = status_to_rc(res.status, msg);
         json_decref(j);
     } else {
         rc = 0;
     }
-    curl_easy_cleanup(c);
-    x->c = NULL;
     return rc;
 }
 
@@ -1009,15 +959,14 @@ int daemon_docker_events(daemon_docker *d, const char *node, int64_t since,
     snprintf(label, sizeof(label), "berth.node=%s", node);
     filters = json_pack("{s:[s], s:[s]}", "label", label, "type", "container");
     fs = filters != NULL ? json_dumps(filters, JSON_COMPACT) : NULL;
-    esc = fs != NULL ? curl_easy_escape(NULL, fs, 0) : NULL;
+    esc = fs != NULL ? escape(fs) : NULL;
     if (esc == NULL) {
         rc = BERTH_ENOMEM;
         goto out;
     }
     if (since > 0)
         snprintf(since_q, sizeof(since_q), "&since=%lld", (long long)since);
-    snprintf(url, sizeof(url), "http://docker/v%s/events?filters=%s%s", api,
-             esc, since_q);
+    snprintf(url, sizeof(url), "/v%s/events?filters=%s%s", api, esc, since_q);
     x.line_fn = events_line;
     rc = stream_perform(d, &x, "GET", url, 0, "events", err);
     if (rc == 0 && !x.stopped) {
@@ -1027,7 +976,7 @@ int daemon_docker_events(daemon_docker *d, const char *node, int64_t since,
 out:
     json_decref(filters);
     free(fs);
-    curl_free(esc);
+    free(esc);
     buf_free(&x.line);
     return rc;
 }
@@ -1079,14 +1028,13 @@ int daemon_docker_image_pull(daemon_docker *d, const char *image,
     rc = negotiate(d, api, err);
     if (rc != 0)
         goto out;
-    esc = curl_easy_escape(NULL, image, 0);
+    esc = escape(image);
     if (esc == NULL) {
         rc = BERTH_ENOMEM;
         goto out;
     }
     /* fromImage takes "name:tag" (or "name@digest") whole. */
-    snprintf(url, sizeof(url), "http://docker/v%s/images/create?fromImage=%s",
-             api, esc);
+    snprintf(url, sizeof(url), "/v%s/images/create?fromImage=%s", api, esc);
     rc = stream_perform(d, &x, "POST", url,
                         timeout_ms > 0 ? timeout_ms : 600000L, "pull", err);
     if (rc == 0 && x.stopped) {
@@ -1097,7 +1045,7 @@ int daemon_docker_image_pull(daemon_docker *d, const char *image,
                  : BERTH_EIO;
     }
 out:
-    curl_free(esc);
+    free(esc);
     buf_free(&x.line);
     return rc;
 }

@@ -1,8 +1,7 @@
 /* docker.h - the Docker Engine API driver of berth-daemon.
  *
- * Talks HTTP/1.1 to the Docker Engine over its unix socket (libcurl's
- * CURLOPT_UNIX_SOCKET_PATH; /var/run/docker.sock unless configured) with
- * JSON bodies (jansson):
+ * Talks HTTP/1.1 to the Docker Engine over its unix socket (uhttp.h;
+ * /var/run/docker.sock unless configured) with JSON bodies (jansson):
  *
  *   daemon_docker *d;
  *   daemon_docker_err err;
@@ -38,10 +37,9 @@
  * stopped or until the connection drops.
  *
  * Thread safety. A daemon_docker may be shared by any number of threads:
- * every call creates its own CURL easy handle (and so its own connection to
- * the socket) and frees it before returning; the only shared state, the
- * negotiated version, is behind a mutex. daemon_docker_new() calls
- * curl_global_init(), so create the first client before starting threads.
+ * every call makes its own connection to the socket and closes it before
+ * returning; the only shared state, the negotiated version, is behind a
+ * mutex.
  */
 #ifndef BERTH_DAEMON_DOCKER_H
 #define BERTH_DAEMON_DOCKER_H

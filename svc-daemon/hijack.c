@@ -9,12 +9,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/clock.h"
 #include "common/err.h"
 #include "svc-daemon/docker.h"
+#include "svc-daemon/uhttp.h"
 
 #define HJ_REQ_MAX  4096 /* request line, headers and body */
 #define HJ_PATH_MAX 1024
@@ -86,84 +86,11 @@ static bool hj_valid_path(const char *path)
     return true;
 }
 
-/* Sends len bytes of p on the non-blocking s before deadline. Returns 0 or
- * a berth code with a sentence in why. */
-static int hj_send_all(int s, const char *p, size_t len, int64_t deadline,
-                       char *why, size_t whylen)
-{
-    size_t sent = 0;
-    int rc;
-
-    while (sent < len) {
-        ssize_t n = send(s, p + sent, len - sent, MSG_NOSIGNAL);
-        if (n > 0) {
-            sent += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            rc = daemon_hijack_wait_fd(s, POLLOUT, deadline);
-            if (rc == 0)
-                continue;
-            snprintf(why, whylen, "sending the request: %s",
-                     berth_strerror(rc));
-            return rc;
-        }
-        snprintf(why, whylen, "sending the request: %s", strerror(errno));
-        return BERTH_EUNAVAIL;
-    }
-    return 0;
-}
-
-/* Reads Docker's reply header into hdr (cap bytes) before deadline. Returns
- * 0 with *got bytes read and *end just past the blank line, or a berth
- * code with a sentence in why. */
-static int hj_read_header(int s, char *hdr, size_t cap, int64_t deadline,
-                          size_t *got, const char **end, char *why,
-                          size_t whylen)
-{
-    const char *e = NULL;
-    int rc;
-
-    *got = 0;
-    while (e == NULL) {
-        ssize_t n;
-
-        if (*got == cap) {
-            snprintf(why, whylen, "reply header larger than %zu bytes", cap);
-            return BERTH_EPROTO;
-        }
-        n = recv(s, hdr + *got, cap - *got, 0);
-        if (n > 0) {
-            size_t from = *got > 3 ? *got - 3 : 0;
-            *got += (size_t)n;
-            e = memmem(hdr + from, *got - from, "\r\n\r\n", 4);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            rc = daemon_hijack_wait_fd(s, POLLIN, deadline);
-            if (rc == 0)
-                continue;
-            snprintf(why, whylen, "waiting for the reply: %s",
-                     berth_strerror(rc));
-            return rc;
-        }
-        snprintf(why, whylen, "connection closed before the reply header");
-        return BERTH_EUNAVAIL;
-    }
-    *end = e + 4;
-    return 0;
-}
-
 /* ------------------------------------------------------------ dial */
 
 int daemon_hijack_dial(const daemon_hijack_req *r, int *fd, char *early,
                        size_t *nearly, char *why, size_t whylen)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     int64_t deadline = clock_mono_ms() + (r->timeout_ms > 0
                                               ? r->timeout_ms
                                               : DAEMON_HIJACK_TIMEOUT_MS);
@@ -176,11 +103,6 @@ int daemon_hijack_dial(const daemon_hijack_req *r, int *fd, char *early,
     *fd = -1;
     *nearly = 0;
     why[0] = '\0';
-    if (r->sock_path == NULL || strlen(r->sock_path) >= sizeof(sa.sun_path)) {
-        snprintf(why, whylen, "socket path missing or too long");
-        rc = BERTH_EINVAL;
-        goto out;
-    }
     if (!hj_valid_path(r->path)) {
         snprintf(why, whylen, "request path not usable");
         rc = BERTH_EINVAL;
@@ -198,27 +120,14 @@ int daemon_hijack_dial(const daemon_hijack_req *r, int *fd, char *early,
         rc = BERTH_ETOOBIG;
         goto out;
     }
-    memcpy(sa.sun_path, r->sock_path, strlen(r->sock_path) + 1);
-    s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (s < 0) {
-        rc = berth_err_from_errno(errno);
-        snprintf(why, whylen, "socket: %s", strerror(errno));
-        goto out;
-    }
-    if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        int e = errno;
-        snprintf(why, whylen, "engine unavailable at %s: %s", r->sock_path,
-                 strerror(e));
-        rc = e == ENOENT || e == ECONNREFUSED || e == EAGAIN || e == ENOTDIR
-                 ? BERTH_EUNAVAIL
-                 : berth_err_from_errno(e);
-        goto out;
-    }
-    rc = hj_send_all(s, req, (size_t)n, deadline, why, whylen);
+    rc = uhttp_connect(r->sock_path, 0, &s, why, whylen);
     if (rc != 0)
         goto out;
-    rc = hj_read_header(s, hdr, sizeof(hdr), deadline, &got, &end, why,
-                        whylen);
+    rc = uhttp_send_all(s, req, (size_t)n, deadline, why, whylen);
+    if (rc != 0)
+        goto out;
+    rc = uhttp_read_header(s, hdr, sizeof(hdr), deadline, &got, &end, why,
+                           whylen);
     if (rc != 0)
         goto out;
     st = daemon_hijack_http_status(hdr, (size_t)(end - hdr));

@@ -16,9 +16,9 @@
  *   daemon_demux dm = {.raw = tty};
  *   daemon_demux_feed(&dm, p, n, emit, arg);   stdout / stderr pieces
  *
- * libcurl cannot make these requests (the stream is bidirectional and
- * outlives the HTTP exchange), so the request is written by hand: one
- * POST with "Connection: Upgrade" and "Upgrade: tcp", an optional JSON
+ * These requests outlive the HTTP exchange (the stream then runs both
+ * ways on the connection), so they are written here, on uhttp.h's
+ * connection helpers: one POST with "Connection: Upgrade" and "Upgrade: tcp", an optional JSON
  * body, the reply header read under a deadline with a cap. The connection
  * returned is non-blocking and close-on-exec, owned by the caller.
  *

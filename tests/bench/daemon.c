@@ -19,6 +19,8 @@
  * start can be told from Docker's.
  */
 #include "svc-daemon/docker.c"
+#include "svc-daemon/uhttp.c"
+#include "svc-daemon/hijack.c"
 
 #include <curl/curl.h>
 #include <dirent.h>
@@ -452,9 +454,11 @@ static bench_daemon *daemon_start(void)
     return d;
 }
 
-/* The figures of /proc/<pid>/status the benchmark prints, in KiB. */
+/* The figures of /proc/<pid>/status (and smaps_rollup: pss, the share of
+ * pages that are shared with other processes, and uss, the pages no other
+ * process maps) the benchmark prints, in KiB. */
 typedef struct mem_figures {
-    long rss, anon, file, threads;
+    long rss, anon, file, threads, pss, uss;
 } mem_figures;
 
 static long status_field(const char *text, const char *key)
@@ -466,7 +470,7 @@ static long status_field(const char *text, const char *key)
 
 static mem_figures mem_of(pid_t pid)
 {
-    mem_figures m = {-1, -1, -1, -1};
+    mem_figures m = {-1, -1, -1, -1, -1, -1};
     char path[64], *text = NULL;
     size_t len;
 
@@ -478,6 +482,14 @@ static mem_figures mem_of(pid_t pid)
     m.file = status_field(text, "RssFile:");
     m.threads = status_field(text, "Threads:");
     free(text);
+    text = NULL;
+    snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+    if (fs_read_file(path, 1 << 16, &text, &len) == 0) {
+        m.pss = status_field(text, "Pss:");
+        m.uss = status_field(text, "Private_Clean:") +
+                status_field(text, "Private_Dirty:");
+        free(text);
+    }
     return m;
 }
 
@@ -956,8 +968,9 @@ static double create_running(bench_daemon *d, char (*sites)[ID_UUID_LEN + 1],
 
 static void print_mem(const char *what, mem_figures m, int target)
 {
-    printf("memory  %-18s VmRSS %6ld KiB (anon %ld, file %ld), %ld threads", what,
-           m.rss, m.anon, m.file, m.threads);
+    printf("memory  %-18s VmRSS %6ld KiB (anon %ld, file %ld; PSS %ld, "
+           "private %ld), %ld threads",
+           what, m.rss, m.anon, m.file, m.pss, m.uss, m.threads);
     if (target)
         printf("  (target <= %d KiB: %s)", TARGET_RSS_KIB,
                verdict(m.rss <= TARGET_RSS_KIB));

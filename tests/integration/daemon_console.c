@@ -11,6 +11,7 @@
  * teardown removes whatever carries that label.
  */
 #include "svc-daemon/docker.c"
+#include "svc-daemon/uhttp.c"
 #include "svc-daemon/console.c"
 #include "svc-daemon/hijack.c"
 

@@ -10,6 +10,8 @@
  * suite's teardown removes whatever carries that label.
  */
 #include "svc-daemon/docker.c"
+#include "svc-daemon/uhttp.c"
+#include "svc-daemon/hijack.c"
 
 #include <limits.h>
 #include <pthread.h>

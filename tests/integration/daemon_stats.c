@@ -11,6 +11,8 @@
  * label. The image berth-test-busybox:1 is built by tests/harness/image.sh.
  */
 #include "svc-daemon/docker.c"
+#include "svc-daemon/uhttp.c"
+#include "svc-daemon/hijack.c"
 #include "svc-daemon/cgroup.c"
 #include "svc-daemon/stats.c"
 

@@ -5,6 +5,7 @@
  * connection), eof, and the pid check before a kill.
  */
 #include "svc-daemon/docker.c"
+#include "svc-daemon/uhttp.c"
 #include "svc-daemon/exec.c"
 #include "svc-daemon/hijack.c"
 

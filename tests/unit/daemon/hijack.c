@@ -5,6 +5,7 @@
  * written, early stream bytes, error statuses, a silent peer).
  */
 #include "svc-daemon/hijack.c"
+#include "svc-daemon/uhttp.c"
 
 #include <pthread.h>
 #include <stdlib.h>
