@@ -298,8 +298,7 @@ void bus_close(bus *b)
             return;
         }
     }
-    for (i = 0; i < b->n_micro; i++)
-        natsSubscription_Destroy(b->micro_subs[i]);
+    natsSubscription_Destroy(b->micro_sub);
     for (i = 0; i < b->n_endpoints; i++) {
         bus_endpoint *e = b->endpoints[i];
         int k;
@@ -317,7 +316,6 @@ void bus_close(bus *b)
     }
     jsCtx_Destroy(b->js);
     natsConnection_Destroy(b->nc);
-    free(b->micro_ctx);
     natsOptions_Destroy(b->opts);
     pthread_mutex_destroy(&b->lock);
     free(b->service);

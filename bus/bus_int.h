@@ -54,9 +54,7 @@ struct bus {
     int n_endpoints;
     bus_sub *subs[BUS_MAX_SUBS];
     int n_subs;
-    natsSubscription *micro_subs[9];
-    void *micro_ctx; /* micro.c's per-verb contexts */
-    int n_micro;
+    natsSubscription *micro_sub; /* "$SRV.>", micro.c */
 };
 
 /* Logs (and under BERTH_STRICT_SUBJECTS=1 aborts on) a subject outside the

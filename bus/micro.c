@@ -4,6 +4,9 @@
  * each verb is served on "$SRV.<VERB>", "$SRV.<VERB>.<name>" and
  * "$SRV.<VERB>.<name>.<id>", without a queue group, so that every instance
  * answers. Replies are the JSON documents `nats micro ls|info|stats` read.
+ * One subscription to "$SRV.>" takes all nine subjects and this file picks
+ * what is addressed to it: nats.c gives each subscription a thread, and
+ * discovery is rare.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -22,13 +25,6 @@ static const char *const verb_types[] = {
     "io.nats.micro.v1.ping_response",
     "io.nats.micro.v1.info_response",
     "io.nats.micro.v1.stats_response",
-};
-
-/* The subscription's closure: the bus and the verb, packed in one pointer's
- * worth of static storage per verb. */
-struct micro_ctx {
-    bus *b;
-    enum micro_verb verb;
 };
 
 static json_t *identity(bus *b, enum micro_verb verb)
@@ -79,26 +75,57 @@ static json_t *endpoints_json(bus *b, enum micro_verb verb)
     return arr;
 }
 
+/* The verb of subject when it is addressed to b: "$SRV.<VERB>" and the
+ * same followed by b's name, and then b's id. Returns -1 otherwise. */
+static int addressed_verb(const bus *b, const char *subject)
+{
+    const char *p, *dot;
+    size_t n;
+    int v;
+
+    if (strncmp(subject, "$SRV.", 5) != 0)
+        return -1;
+    p = subject + 5;
+    dot = strchr(p, '.');
+    n = dot != NULL ? (size_t)(dot - p) : strlen(p);
+    for (v = 0; v < 3; v++) {
+        if (strlen(verb_names[v]) == n && strncmp(p, verb_names[v], n) == 0)
+            break;
+    }
+    if (v == 3)
+        return -1;
+    if (dot == NULL)
+        return v;
+    p = dot + 1;
+    dot = strchr(p, '.');
+    n = dot != NULL ? (size_t)(dot - p) : strlen(p);
+    if (strlen(b->service) != n || strncmp(p, b->service, n) != 0)
+        return -1;
+    if (dot == NULL)
+        return v;
+    return strcmp(dot + 1, b->id) == 0 ? v : -1;
+}
+
 static void on_srv(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
                    void *ud)
 {
-    struct micro_ctx *ctx = ud;
-    bus *b = ctx->b;
+    bus *b = ud;
     const char *reply = natsMsg_GetReply(msg);
+    int verb = addressed_verb(b, natsMsg_GetSubject(msg));
     json_t *doc = NULL;
     char *text = NULL;
     char started[40];
 
     (void)sub;
-    if (reply == NULL || reply[0] == '\0')
+    if (reply == NULL || reply[0] == '\0' || verb < 0)
         goto out;
-    doc = identity(b, ctx->verb);
+    doc = identity(b, (enum micro_verb)verb);
     if (doc == NULL)
         goto out;
-    if (ctx->verb == MICRO_INFO) {
+    if (verb == MICRO_INFO) {
         json_object_set_new(doc, "description", json_string(b->description));
         json_object_set_new(doc, "endpoints", endpoints_json(b, MICRO_INFO));
-    } else if (ctx->verb == MICRO_STATS) {
+    } else if (verb == MICRO_STATS) {
         clock_fmt_rfc3339(started, sizeof(started), b->started_ms);
         json_object_set_new(doc, "started", json_string(started));
         json_object_set_new(doc, "endpoints", endpoints_json(b, MICRO_STATS));
@@ -114,45 +141,14 @@ out:
 
 int bus_micro_start(bus *b)
 {
-    struct micro_ctx *c;
-    char subject[256];
-    int v;
-    int rc = 0;
+    natsStatus s = natsConnection_Subscribe(&b->micro_sub, b->nc, "$SRV.>",
+                                            on_srv, b);
 
-    /* One context per verb; the bus owns the array (b->micro_ctx). */
-    c = calloc(3, sizeof(*c));
-    if (c == NULL)
-        return BERTH_ENOMEM;
-    for (v = 0; v < 3; v++) {
-        int form;
-
-        c[v].b = b;
-        c[v].verb = (enum micro_verb)v;
-        for (form = 0; form < 3; form++) {
-            natsStatus s;
-
-            if (form == 0)
-                snprintf(subject, sizeof(subject), "$SRV.%s", verb_names[v]);
-            else if (form == 1)
-                snprintf(subject, sizeof(subject), "$SRV.%s.%s", verb_names[v],
-                         b->service);
-            else
-                snprintf(subject, sizeof(subject), "$SRV.%s.%s.%s",
-                         verb_names[v], b->service, b->id);
-            s = natsConnection_Subscribe(&b->micro_subs[b->n_micro], b->nc,
-                                         subject, on_srv, &c[v]);
-            if (s != NATS_OK) {
-                log_error("discovery subscribe", "subject=%s error=%s", subject,
-                          natsStatus_GetText(s));
-                rc = bus_err_from_nats(s);
-                goto out;
-            }
-            b->n_micro++;
-        }
+    if (s != NATS_OK) {
+        log_error("discovery subscribe", "subject=$SRV.> error=%s",
+                  natsStatus_GetText(s));
+        b->micro_sub = NULL;
+        return bus_err_from_nats(s);
     }
-    b->micro_ctx = c;
-    c = NULL;
-out:
-    free(c);
-    return rc;
+    return 0;
 }

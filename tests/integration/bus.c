@@ -221,6 +221,23 @@ START_TEST(discovery)
     ck_assert_str_eq(json_string_value(json_object_get(j, "id")), bus_instance_id(srv));
     json_decref(j);
 
+    /* Every instance listens on $SRV.> and answers only what names it. */
+    {
+        static const char *const others[] = {
+            "$SRV.PING.berth-other", "$SRV.PING.berth-test.not-its-id",
+            "$SRV.PINGS", "$SRV.INFO.berth-tes", "$SRV.STATS.berth-test.x.y"};
+        size_t i;
+
+        for (i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+            natsMsg *rep = NULL;
+
+            ck_assert_msg(natsConnection_RequestString(&rep, bus_nats(cli),
+                                                       others[i], "", 300) ==
+                              NATS_TIMEOUT,
+                          "%s was answered", others[i]);
+            natsMsg_Destroy(rep);
+        }
+    }
     snprintf(subject, sizeof(subject), "$SRV.INFO.berth-test.%s", bus_instance_id(srv));
     j = srv_request(cli, subject);
     eps = json_object_get(j, "endpoints");
