@@ -5,6 +5,7 @@
  */
 #include "svc-daemon/console.c"
 #include "svc-daemon/hijack.c"
+#include "svc-daemon/uhttp.c"
 
 #include "tests/harness/unit.h"
 
