@@ -81,6 +81,10 @@ struct shell_exec {
     uint64_t seq;          /* of the last ShellData on shell.in */
     int64_t last_pub_ms;
     int64_t exit_seen_ms;
+    /* got_eof and got_exit as of the last take_inbound(): taken under the
+     * lock together with the output queued before them, so the channel's
+     * EOF never overtakes output still on its way from inq. */
+    int eof_taken, exit_taken;
     int stdin_waiting; /* stdin left in libssh's buffer for lack of credit */
     int stdin_eof_sent;
     int ssh_eof_sent;
@@ -420,11 +424,14 @@ static void take_inbound(shell_exec *xs)
     xs->in_granted = 0;
     if (xs->got_exit && xs->exit_seen_ms == 0)
         xs->exit_seen_ms = clock_mono_ms();
+    xs->eof_taken = xs->got_eof;
+    xs->exit_taken = xs->got_exit;
     pthread_mutex_unlock(&s->xs_mu);
 }
 
-/* Writes queued output within the client's window; returns bytes written. */
-static size_t write_out(shell_chan *ch, shell_exec *xs)
+/* Writes queued output within the client's window; returns bytes written.
+ * *failed is set when the channel refuses writes for good. */
+static size_t write_out(shell_chan *ch, shell_exec *xs, int *failed)
 {
     size_t total = 0;
 
@@ -442,6 +449,8 @@ static size_t write_out(shell_chan *ch, shell_exec *xs)
             w = k->is_stderr && !ch->pty
                     ? ssh_channel_write_stderr(ch->ch, k->data + k->off, (uint32_t)n)
                     : ssh_channel_write(ch->ch, k->data + k->off, (uint32_t)n);
+            if (w == SSH_ERROR)
+                *failed = 1;
             if (w <= 0)
                 break;
             k->off += (size_t)w;
@@ -467,6 +476,7 @@ int shell_exec_pump(shell_chan *ch)
 {
     shell_exec *xs = ch->xs;
     int64_t now = clock_mono_ms();
+    int failed = 0;
 
     if (xs == NULL)
         return 1;
@@ -480,7 +490,16 @@ int shell_exec_pump(shell_chan *ch)
         shell_chan_finish(ch, 255);
         return 1;
     }
-    write_out(ch, xs);
+    write_out(ch, xs, &failed);
+    if (failed) {
+        log_warn("session output cannot be written; session ended",
+                 "session=%s site=%s error=%s", xs->id, xs->site,
+                 ssh_get_error(ch->conn->ssh));
+        ch->xs = NULL;
+        shell_exec_end(xs, "the channel refused output");
+        shell_chan_finish(ch, 255);
+        return 1;
+    }
     if (xs->state == XS_OPEN) {
         drain_stdin(ch, xs);
         if (ch->client_eof && !xs->stdin_eof_sent && !xs->stdin_waiting) {
@@ -510,11 +529,12 @@ int shell_exec_pump(shell_chan *ch)
     }
     if (xs->out != NULL)
         return 0;
-    if (xs->got_eof && !xs->ssh_eof_sent) {
+    if (xs->eof_taken && !xs->ssh_eof_sent) {
         ssh_channel_send_eof(ch->ch);
         xs->ssh_eof_sent = 1;
     }
-    if (xs->got_exit && (xs->got_eof || now - xs->exit_seen_ms >= SHELL_EXIT_GRACE_MS)) {
+    if (xs->exit_taken &&
+        (xs->eof_taken || now - xs->exit_seen_ms >= SHELL_EXIT_GRACE_MS)) {
         int code = xs->exit_code;
 
         log_info("session exited", "session=%s site=%s code=%d reason=%s",
